@@ -1,0 +1,45 @@
+# One entry point for people and CI. Everything installs into .venv from the project's own files.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-sqlite test-postgres lint typecheck run clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The README's test command: the whole suite on the embedded default (SQLite), then the
+# database tests again on PostgreSQL when a server is reachable.
+test: $(STAMP)
+	$(BIN)/pytest -q
+	@if $(BIN)/python -m tests.pg_available; then \
+	  COALITION_TEST_DB=postgres $(BIN)/pytest -q tests/integration; \
+	else \
+	  echo "*** PostgreSQL not reachable: the PostgreSQL run was SKIPPED (set COALITION_TEST_PG_DSN) ***"; \
+	  test -z "$$COALITION_TEST_REQUIRE_PG"; \
+	fi
+
+test-sqlite: $(STAMP)
+	$(BIN)/pytest -q
+
+test-postgres: $(STAMP)
+	COALITION_TEST_DB=postgres $(BIN)/pytest -q tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+run: $(STAMP)
+	$(BIN)/coalition up
+
+clean:
+	rm -rf $(VENV) .coalition .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Coalition: members, the points ledger and the program rules."""

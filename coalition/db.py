@@ -1,0 +1,108 @@
+"""The database engine (Piccolo) and the few helpers the ledger needs around it.
+
+Piccolo resolves its engine from ``coalition.piccolo_conf``, which builds it from
+``COALITION_DATABASE_URL``; entry points call :func:`configure` before touching any table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.querystring import QueryString
+
+Row = dict[str, Any]
+
+# SQLite waits this long for the write lock instead of failing with "database is locked".
+SQLITE_BUSY_TIMEOUT_SECONDS = 60
+
+
+def engine_from_url(url: str) -> Engine[Any]:
+    """``sqlite:///relative/or//absolute/path`` or ``postgresql://user@host:port/db``."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        path = url.removeprefix("sqlite:///")
+        if not path:
+            raise ValueError("sqlite URL needs a path: sqlite:///path/to/file.sqlite3")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteEngine(path=path, timeout=SQLITE_BUSY_TIMEOUT_SECONDS)
+    if scheme in ("postgres", "postgresql"):
+        return PostgresEngine(config={"dsn": url})
+    raise ValueError(
+        f"unsupported database URL scheme {scheme!r} (use sqlite:/// or postgresql://)"
+    )
+
+
+def configure(database_url: str) -> None:
+    """Point Piccolo (tables, migrations) at ``database_url`` for this process."""
+    os.environ["COALITION_DATABASE_URL"] = database_url
+    os.environ["PICCOLO_CONF"] = "coalition.piccolo_conf"
+
+
+def engine() -> Engine[Any]:
+    from piccolo.engine.finder import engine_finder
+
+    found = engine_finder()
+    if found is None:
+        raise RuntimeError("no database configured: call coalition.db.configure() first")
+    return found
+
+
+def is_postgres() -> bool:
+    return engine().engine_type == "postgres"
+
+
+@asynccontextmanager
+async def write_transaction() -> AsyncIterator[None]:
+    """One write transaction per use case, never nested.
+
+    SQLite: ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers never both read
+    and then fail to upgrade (the cause of "database is locked" under load).
+    PostgreSQL: READ COMMITTED; services lock the rows they change (member first) in a fixed order.
+    """
+    db = engine()
+    if isinstance(db, SQLiteEngine):
+        async with db.transaction(transaction_type=TransactionType.immediate, allow_nested=False):
+            yield
+    else:
+        async with db.transaction(allow_nested=False):
+            yield
+
+
+async def fetch(sql: str, *args: Any) -> list[Row]:
+    """Run hand-written SQL through Piccolo's engine; ``{}`` are placeholders for ``args``."""
+    rows: Sequence[Any] = await engine().run_querystring(QueryString(sql, *args))
+    return [dict(row) for row in rows]
+
+
+async def fetch_one(sql: str, *args: Any) -> Row | None:
+    rows = await fetch(sql, *args)
+    return rows[0] if rows else None
+
+
+async def execute(sql: str, *args: Any) -> None:
+    await engine().run_querystring(QueryString(sql, *args))
+
+
+def for_update() -> str:
+    """Row lock clause: PostgreSQL only (SQLite's IMMEDIATE transaction already serialises)."""
+    return " FOR UPDATE" if is_postgres() else ""
+
+
+async def start() -> None:
+    db = engine()
+    if isinstance(db, PostgresEngine):
+        await db.start_connection_pool(min_size=1, max_size=20)
+
+
+async def stop() -> None:
+    db = engine()
+    if isinstance(db, PostgresEngine):
+        await db.close_connection_pool()

@@ -1,0 +1,59 @@
+"""Settings: one frozen struct, read from ``COALITION_*`` environment variables at entry points."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+ENV_PREFIX = "COALITION_"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything configurable. Money and rates are exact; units are last in the names."""
+
+    database_url: str = "sqlite:///.coalition/coalition.sqlite3"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    time_zone: str = "UTC"
+    settlement_currency: str = "EUR"
+    point_value: Decimal = Decimal("0.01")  # money per point, in major units of the currency
+    clearing_fee_bps: int = 100
+    lot_validity_months: int = 24
+    hold_ttl_default_seconds: int = 900
+    hold_ttl_max_seconds: int = 7 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        ZoneInfo(self.time_zone)  # fails early on an unknown zone
+        if not (len(self.settlement_currency) == 3 and self.settlement_currency.isupper()):
+            raise ValueError(
+                f"settlement_currency must be an ISO 4217 code: {self.settlement_currency!r}"
+            )
+        if self.point_value <= 0:
+            raise ValueError("point_value must be positive")
+        if not 0 <= self.clearing_fee_bps <= 10_000:
+            raise ValueError("clearing_fee_bps must be within 0..10000")
+        if self.lot_validity_months < 1:
+            raise ValueError("lot_validity_months must be at least 1")
+        if not 1 <= self.hold_ttl_default_seconds <= self.hold_ttl_max_seconds:
+            raise ValueError("need 1 <= hold_ttl_default_seconds <= hold_ttl_max_seconds")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``COALITION_<FIELD>`` variables, converted and validated."""
+        env = os.environ if environ is None else environ
+        fields = set(cls.__struct_fields__)
+        values: dict[str, str] = {}
+        for name, value in env.items():
+            if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST_"):
+                continue
+            field = name[len(ENV_PREFIX) :].lower()
+            if field in fields:
+                values[field] = value
+        return msgspec.convert(values, cls, strict=False)

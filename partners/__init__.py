@@ -1,0 +1,1 @@
+"""Partners, their keys, and the signed partner API."""

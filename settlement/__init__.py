@@ -1,0 +1,1 @@
+"""Nightly settlement, reconciliation and statements."""
