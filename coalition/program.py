@@ -21,12 +21,12 @@ EARN_RATE_MAX = Decimal(10_000)
 
 
 def parse_roles(roles: str) -> str:
-    parts = sorted({r.strip() for r in roles.split(",") if r.strip()}, key=ROLES.index)
-    if not parts or any(r not in ROLES for r in parts):
+    parts = {r.strip() for r in roles.split(",") if r.strip()}
+    if not parts or not parts <= set(ROLES):
         raise InvalidInput(
             f"roles must be a comma-separated subset of {','.join(ROLES)}: {roles!r}"
         )
-    return ",".join(parts)
+    return ",".join(r for r in ROLES if r in parts)
 
 
 def parse_earn_rate(text: str) -> Decimal:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -26,7 +26,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     hold_ttl_max_seconds: int = 7 * 24 * 3600
 
     def __post_init__(self) -> None:
-        ZoneInfo(self.time_zone)  # fails early on an unknown zone
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.time_zone!r}") from None
         if not (len(self.settlement_currency) == 3 and self.settlement_currency.isupper()):
             raise ValueError(
                 f"settlement_currency must be an ISO 4217 code: {self.settlement_currency!r}"

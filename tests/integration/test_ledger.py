@@ -273,3 +273,39 @@ async def test_journal_rows_cannot_be_updated_or_deleted(world: Coalition) -> No
         with pytest.raises(Exception, match="append-only"):
             async with db.write_transaction():
                 await db.execute(sql)
+
+
+async def test_worked_example_from_the_docs(world: Coalition) -> None:
+    """docs/ledger.md, "A worked example": every number there is checked here."""
+    ledger, clock, m = world.ledger, world.clock, await world.member()
+    clock.at = clock.at.replace(year=2026, month=3, day=10)
+    e1, _ = await ledger.earn(
+        world.cause(world.cafe), member_id=m, order_ref="1", amount_minor=10000, currency="EUR"
+    )
+    clock.advance(days=1)
+    e2, _ = await ledger.earn(
+        world.cause(world.fashion), member_id=m, order_ref="2", amount_minor=2500, currency="EUR"
+    )
+    assert (e1.points, e2.points, e2.available_points) == (100, 50, 150)
+    assert e1.expires_at.startswith("2028-03-10") and e2.expires_at.startswith("2028-03-11")
+    clock.advance(days=1)
+    r, _ = await ledger.redeem(world.cause(world.fuel), member_id=m, order_ref="3", points=120)
+    assert r.value.amount_minor == 120
+    assert await cleared(r.redemption_id) == [
+        (world.cafe, world.fuel, 100),
+        (world.fashion, world.fuel, 20),
+    ]
+    assert await lots_of(m) == [(world.cafe, 100, 0), (world.fashion, 50, 30)]
+    clock.advance(days=1)
+    v, _ = await ledger.reverse(
+        world.cause(world.fuel), r.redemption_id, points=30, reason="refund"
+    )
+    assert await cleared(v.reversal_id) == [
+        (world.fashion, world.fuel, -20),
+        (world.cafe, world.fuel, -10),
+    ]
+    assert await lots_of(m) == [(world.cafe, 100, 10), (world.fashion, 50, 50)]
+    clock.at = clock.at.replace(year=2028, month=3, day=11, hour=0, minute=30)
+    assert await expire_lots(ledger, "nightly") >= 10
+    assert await lots_of(m) == [(world.cafe, 100, 0), (world.fashion, 50, 50)]
+    assert await available(world, m) == 50

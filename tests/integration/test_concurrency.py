@@ -1,0 +1,127 @@
+"""Concurrent use cases on one member, on the real database: no lost update, no stale read, no
+double resolution, and on SQLite no ``database is locked`` reaching a caller."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any
+
+from coalition import db, queries
+from coalition.errors import CoalitionError
+from coalition.ledger import to_us
+from tests.support import Coalition
+
+
+async def outcomes(calls: list[Awaitable[Any]]) -> tuple[list[Any], Counter[str]]:
+    """Run the calls at once; count successes and refusals by slug. Anything else fails."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    counts: Counter[str] = Counter()
+    successes = []
+    for result in results:
+        if isinstance(result, CoalitionError):
+            counts[result.slug] += 1
+        elif isinstance(result, BaseException):
+            raise result  # a crash, a deadlock or "database is locked": never acceptable
+        else:
+            counts["ok"] += 1
+            successes.append(result)
+    return successes, counts
+
+
+async def test_200_concurrent_redemptions_of_10_against_1000(world: Coalition) -> None:
+    member = await world.member(1000)
+    _, counts = await outcomes(
+        [
+            world.ledger.redeem(
+                world.cause(world.fashion, f"r-{i}"), member_id=member, order_ref=f"o{i}", points=10
+            )
+            for i in range(200)
+        ]
+    )
+    assert counts == Counter({"ok": 100, "insufficient-points": 100})
+    balance = await queries.balance(member, to_us(world.clock()))
+    assert balance.available_points == 0
+
+
+async def test_50_concurrent_identical_requests_make_one_entry(world: Coalition) -> None:
+    member = await world.member(1000)
+    cause = world.cause(world.fuel, "one-key", "same-request")
+    successes, counts = await outcomes(
+        [world.ledger.redeem(cause, member_id=member, order_ref="o", points=30) for _ in range(50)]
+    )
+    assert counts == Counter({"ok": 50})
+    assert len({result.redemption_id for result, _ in successes}) == 1
+    assert sum(1 for _, replayed in successes if not replayed) == 1
+    rows = await db.fetch(
+        "SELECT id FROM entries WHERE partner_id = {} AND idempotency_key = 'one-key'", world.fuel
+    )
+    assert len(rows) == 1
+    balance = await queries.balance(member, to_us(world.clock()))
+    assert balance.available_points == 970
+
+
+async def test_6_concurrent_holds_of_1000_on_5000(world: Coalition) -> None:
+    member = await world.member(5000)
+    _, counts = await outcomes(
+        [
+            world.ledger.redeem(
+                world.cause(world.cafe, f"h-{i}"),
+                member_id=member,
+                order_ref="h",
+                points=1000,
+                hold=True,
+            )
+            for i in range(6)
+        ]
+    )
+    assert counts == Counter({"ok": 5, "insufficient-points": 1})
+    balance = await queries.balance(member, to_us(world.clock()))
+    assert (balance.available_points, balance.held_points) == (0, 5000)
+
+
+async def test_20_concurrent_full_reversals_of_one_earn(world: Coalition) -> None:
+    member = await world.member()
+    earn, _ = await world.ledger.earn(
+        world.cause(world.cafe), member_id=member, order_ref="e", points=500, reason="r"
+    )
+    _, counts = await outcomes(
+        [
+            world.ledger.reverse(
+                world.cause(world.cafe, f"v-{i}"), earn.transaction_id, reason="returned"
+            )
+            for i in range(20)
+        ]
+    )
+    assert counts == Counter({"ok": 1, "reversal-exceeds-original": 19})
+    _, counts = await outcomes(
+        [
+            world.ledger.reverse(
+                world.cause(world.fashion, f"w-{i}"),
+                earn.transaction_id,
+                points=1,
+                reason="not mine",
+            )
+            for i in range(3)
+        ]
+    )
+    assert counts == Counter({"forbidden": 3})
+
+
+async def test_racing_captures_and_voids_resolve_a_hold_once(world: Coalition) -> None:
+    member = await world.member(300)
+    hold, _ = await world.ledger.redeem(
+        world.cause(world.fuel), member_id=member, order_ref="h", points=100, hold=True
+    )
+    calls = [
+        world.ledger.capture(world.cause(world.fuel, f"c-{i}"), hold.redemption_id)
+        for i in range(10)
+    ]
+    calls += [
+        world.ledger.void(world.cause(world.fuel, f"v-{i}"), hold.redemption_id) for i in range(10)
+    ]
+    _, counts = await outcomes(calls)
+    assert counts["ok"] == 1 and counts["hold-state"] == 19
+    rows = await db.fetch("SELECT id FROM entries WHERE resolves_hold_id = {}", hold.redemption_id)
+    assert len(rows) == 1
