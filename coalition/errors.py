@@ -30,6 +30,7 @@ class CoalitionError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.fields = fields
+        self.replayed = False  # True when this is a remembered rejection, answered again
 
     def to_record(self) -> bytes:
         return msgspec.json.encode(
@@ -39,8 +40,9 @@ class CoalitionError(Exception):
     @staticmethod
     def from_record(data: bytes | str) -> CoalitionError:
         record = msgspec.json.decode(data)
-        cls = _BY_SLUG[record["slug"]]
-        return cls(record["detail"], **record["fields"])
+        error = _BY_SLUG[record["slug"]](record["detail"], **record["fields"])
+        error.replayed = True
+        return error
 
 
 class InvalidInput(CoalitionError):

@@ -37,7 +37,7 @@ async def run_keyed(
     if cause.idempotency_key is None:
         async with db.write_transaction():
             return await operation(), False
-    stored = await _replay(cause, result_type)
+    stored = await replay(cause, result_type)
     if stored is not None:
         return stored, True
     try:
@@ -54,13 +54,14 @@ async def run_keyed(
             pass  # a concurrent twin stored its outcome first: answer with that one
     except UNIQUE_VIOLATIONS as conflict:
         failure = conflict  # a twin won the race, or another unique index refused the write
-    stored = await _replay(cause, result_type)  # raises a remembered rejection
+    stored = await replay(cause, result_type)  # raises a remembered rejection
     if stored is None:
         raise failure
     return stored, True
 
 
-async def _replay(cause: Cause, result_type: type[T]) -> T | None:
+async def replay(cause: Cause, result_type: type[T]) -> T | None:
+    """The stored result for this key, or None; raises a stored rejection or a key reuse."""
     row = await db.fetch_one(
         "SELECT fingerprint, outcome, result FROM idempotency_records"
         " WHERE partner_id = {} AND idempotency_key = {}",

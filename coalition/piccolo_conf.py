@@ -9,4 +9,5 @@ from coalition.settings import Settings
 
 DB = engine_from_url(os.environ.get("COALITION_DATABASE_URL", Settings().database_url))
 
-APP_REGISTRY = AppRegistry(apps=["coalition.piccolo_app"])
+# The composition root lists every package's schema; the packages themselves stay layered.
+APP_REGISTRY = AppRegistry(apps=["coalition.piccolo_app", "partners.piccolo_app"])

@@ -24,6 +24,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lot_validity_months: int = 24
     hold_ttl_default_seconds: int = 900
     hold_ttl_max_seconds: int = 7 * 24 * 3600
+    # The partner API
+    public_authority: str = "127.0.0.1:8000"  # what partners sign as @authority; never Host
+    signature_max_age_seconds: int = 300
+    signature_clock_skew_seconds: int = 30
+    request_max_body_bytes: int = 64 * 1024
+    rate_limit_per_second: int = 2000  # per partner
+    redis_key_prefix: str = "coalition:"
+    idempotency_in_flight_seconds: int = 60
 
     def __post_init__(self) -> None:
         try:

@@ -14,6 +14,7 @@ from coalition.service import Ledger
 from coalition.settings import Settings
 from tests import databases
 from tests.conftest import DATABASE_URL
+from tests.integration.api_support import api  # noqa: F401 - a fixture for the API tests
 from tests.support import Coalition, ManualClock, make_coalition
 
 

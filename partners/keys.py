@@ -1,0 +1,197 @@
+"""Partner keys: import (JWK or SPKI PEM), generate, register, rotate, revoke, look up.
+
+A partner may have at most two active keys, so it can rotate without downtime. Lookups read the
+database on every request: revocation must take effect at once, and it is one indexed read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from coalition import db
+from coalition.errors import AlreadyExists, InvalidInput, NotFound
+from coalition.ledger import new_id, rfc3339
+from partners.signing import KEY_UNKNOWN, SignatureError
+from partners.tables import PartnerKey
+
+ACTIVE_KEYS_MAX = 2
+FAR_FUTURE_US = 253402300799 * 1_000_000  # 9999-12-31T23:59:59Z
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def raw_public(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_jwk(key: Ed25519PublicKey, kid: str) -> dict[str, str]:
+    """RFC 8037 OKP key."""
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw_public(key)), "kid": kid}
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """An Ed25519 public key from a JWK (RFC 8037) or an SPKI PEM; anything else is refused."""
+    text = text.strip()
+    try:
+        if text.startswith("{"):
+            jwk = json.loads(text)
+            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" in jwk:
+                raise ValueError("need a public OKP/Ed25519 JWK (and no private 'd')")
+            return Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
+        key = serialization.load_pem_public_key(text.encode())
+    except (ValueError, KeyError, TypeError) as bad:
+        raise InvalidInput(f"not an Ed25519 public key (JWK or SPKI PEM): {bad}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise InvalidInput("only Ed25519 keys are accepted")
+    return key
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InvalidInput(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def generate_key_pair(out_dir: Path, keyid: str | None = None) -> dict[str, str]:
+    """Write ``<keyid>.private.pem`` (mode 0600), ``<keyid>.public.pem`` and ``<keyid>.jwk.json``;
+    return the public JWK. The private key never leaves the partner's machine."""
+    keyid = keyid or new_id("key")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    private = Ed25519PrivateKey.generate()
+    private_path = out_dir / f"{keyid}.private.pem"
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public = private.public_key()
+    (out_dir / f"{keyid}.public.pem").write_bytes(
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    jwk = public_jwk(public, keyid)
+    (out_dir / f"{keyid}.jwk.json").write_text(json.dumps(jwk, indent=2) + "\n")
+    return jwk
+
+
+async def add_key(
+    partner_id: str,
+    public_key: Ed25519PublicKey,
+    *,
+    keyid: str | None,
+    now_us: int,
+    not_before_us: int | None = None,
+    not_after_us: int | None = None,
+) -> dict[str, Any]:
+    keyid = keyid or new_id("key")
+    if not (1 <= len(keyid) <= 128 and keyid.isprintable() and " " not in keyid):
+        raise InvalidInput("keyid must be 1-128 printable characters without spaces")
+    start = now_us if not_before_us is None else not_before_us
+    end = FAR_FUTURE_US if not_after_us is None else not_after_us
+    if end <= start:
+        raise InvalidInput("not_after must be later than not_before")
+    async with db.write_transaction():
+        # Lock the partner row so two concurrent adds cannot both see one active key.
+        partner = await db.fetch_one(
+            f"SELECT id FROM partners WHERE id = {{}}{db.for_update()}", partner_id
+        )
+        if partner is None:
+            raise NotFound(f"partner {partner_id} not found")
+        if await db.fetch_one("SELECT keyid FROM partner_keys WHERE keyid = {}", keyid):
+            raise AlreadyExists(f"key {keyid} already exists")
+        active = await db.fetch_one(
+            "SELECT COUNT(*) AS n FROM partner_keys WHERE partner_id = {}"
+            " AND revoked_at_us IS NULL AND not_after_us > {}",
+            partner_id,
+            now_us,
+        )
+        if active and active["n"] >= ACTIVE_KEYS_MAX:
+            raise InvalidInput(
+                f"partner {partner_id} already has {ACTIVE_KEYS_MAX} active keys: revoke one first"
+            )
+        await db.execute(
+            "INSERT INTO partner_keys (keyid, partner_id, public_key, not_before_us, not_after_us,"
+            " revoked_at_us, created_at_us) VALUES ({}, {}, {}, {}, {}, NULL, {})",
+            keyid,
+            partner_id,
+            b64url(raw_public(public_key)),
+            start,
+            end,
+            now_us,
+        )
+    return describe(await _key_row(keyid), now_us)
+
+
+async def list_keys(partner_id: str, now_us: int) -> list[dict[str, Any]]:
+    rows = (
+        await PartnerKey.select()
+        .where(PartnerKey.partner_id == partner_id)
+        .order_by(PartnerKey.created_at_us)
+    )
+    return [describe(row, now_us) for row in rows]
+
+
+async def revoke_key(keyid: str, now_us: int) -> dict[str, Any]:
+    await _key_row(keyid)
+    await PartnerKey.update({PartnerKey.revoked_at_us: now_us}).where(
+        (PartnerKey.keyid == keyid) & PartnerKey.revoked_at_us.is_null()
+    )
+    return describe(await _key_row(keyid), now_us)
+
+
+async def _key_row(keyid: str) -> dict[str, Any]:
+    row: dict[str, Any] | None = await PartnerKey.select().where(PartnerKey.keyid == keyid).first()
+    if row is None:
+        raise NotFound(f"key {keyid} not found")
+    return row
+
+
+def describe(row: dict[str, Any], now_us: int) -> dict[str, Any]:
+    if row["revoked_at_us"] is not None:
+        state = "revoked"
+    elif now_us < row["not_before_us"]:
+        state = "pending"
+    elif now_us >= row["not_after_us"]:
+        state = "expired"
+    else:
+        state = "active"
+    key = Ed25519PublicKey.from_public_bytes(b64url_decode(row["public_key"]))
+    return {
+        "keyid": row["keyid"],
+        "partner_id": row["partner_id"],
+        "state": state,
+        "not_before": rfc3339(row["not_before_us"]),
+        "not_after": rfc3339(row["not_after_us"]),
+        "revoked_at": rfc3339(row["revoked_at_us"]) if row["revoked_at_us"] else None,
+        "jwk": public_jwk(key, row["keyid"]),
+    }
+
+
+async def verification_key(keyid: str, now_us: int) -> tuple[str, Ed25519PublicKey]:
+    """The partner and public key for ``keyid`` if it is usable now; else ``key-unknown``."""
+    row = await db.fetch_one(
+        "SELECT partner_id, public_key, not_before_us, not_after_us, revoked_at_us"
+        " FROM partner_keys WHERE keyid = {}",
+        keyid,
+    )
+    if row is None or row["revoked_at_us"] is not None:
+        raise SignatureError(KEY_UNKNOWN, "unknown or revoked keyid")
+    if not row["not_before_us"] <= now_us < row["not_after_us"]:
+        raise SignatureError(KEY_UNKNOWN, "this key is not valid at this time")
+    return row["partner_id"], Ed25519PublicKey.from_public_bytes(b64url_decode(row["public_key"]))
