@@ -73,3 +73,12 @@ async def make_coalition(ledger: Ledger, clock: ManualClock) -> Coalition:
             bonus_cap_points=100_000,
         )
     return Coalition(ledger, clock, ids["cafe"], ids["fashion"], ids["fuel"])
+
+
+def card_number() -> str:
+    """A fresh 16-digit card number with a valid Luhn check digit."""
+    body = [int(d) for d in f"9{secrets.randbelow(10**14):014d}"]
+    total = sum(
+        d if i % 2 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(body))
+    )
+    return "".join(map(str, body)) + str((10 - total % 10) % 10)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from tests.integration.api_support import ApiWorld
+from tests.support import card_number
 
 
 async def test_enrol_earn_redeem_hold_capture_reverse(api: ApiWorld) -> None:
-    enrolled = await api.cafe.post("/v1/members", {"card_number": "4111111111111111"})
+    card = card_number()
+    enrolled = await api.cafe.post("/v1/members", {"card_number": card})
     assert enrolled.status_code == 201, enrolled.text
     member = enrolled.json()["member_id"]
 
@@ -50,7 +52,7 @@ async def test_enrol_earn_redeem_hold_capture_reverse(api: ApiWorld) -> None:
     balance = await api.cafe.get(f"/v1/members/{member}")
     assert balance.status_code == 200, balance.text
     assert balance.json()["available_points"] == 125 - 25 - 50 + 20
-    by_card = await api.fuel.get("/v1/members/by-card/4111111111111111")
+    by_card = await api.fuel.get(f"/v1/members/by-card/{card}")
     assert by_card.json()["member_id"] == member
 
     detail = await api.fashion.get(f"/v1/transactions/{hold_id}")

@@ -8,7 +8,7 @@ from coalition import db, program
 from coalition.audit import audit
 from coalition.errors import IdempotencyKeyReused, InsufficientPoints
 from coalition.journal import Cause
-from tests.support import Coalition
+from tests.support import Coalition, card_number
 
 
 async def entries_for(partner: str, key: str) -> int:
@@ -65,17 +65,14 @@ async def test_a_key_reused_with_another_request_is_refused_and_writes_nothing(
 
 
 async def test_enrolment_is_idempotent_and_cards_are_unique(world: Coalition) -> None:
+    card = card_number()
     cause = Cause(partner_id=world.cafe, idempotency_key="enrol-1", fingerprint="card")
-    first, _ = await program.enrol_member(
-        cause, card_number="4111111111111111", partner_member_ref="c-1"
-    )
-    again, replayed = await program.enrol_member(
-        cause, card_number="4111111111111111", partner_member_ref="c-1"
-    )
+    first, _ = await program.enrol_member(cause, card_number=card, partner_member_ref="c-1")
+    again, replayed = await program.enrol_member(cause, card_number=card, partner_member_ref="c-1")
     assert replayed and again == first
-    assert await program.member_by_card("4111111111111111") == first.member_id
+    assert await program.member_by_card(card) == first.member_id
     with pytest.raises(Exception, match="already exists"):
-        await program.enrol_member(Cause(partner_id=world.fashion), card_number="4111111111111111")
+        await program.enrol_member(Cause(partner_id=world.fashion), card_number=card)
 
 
 async def test_the_auditor_names_a_corrupted_balance_and_lot(world: Coalition) -> None:
