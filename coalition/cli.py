@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     handler: Handler = args.handler
     try:
+        if getattr(args, "blocking", False):  # runs its own event loop (a server, a worker)
+            code: int = args.handler(args, settings)
+            return code
         return asyncio.run(_run(handler, args, settings))
     except CoalitionError as refused:
         print(f"error: {refused.detail}", file=sys.stderr)

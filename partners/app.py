@@ -122,8 +122,14 @@ async def problem_type(slug: FromPath[str]) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings, *, clock: Clock = system_clock, redis: Redis | None = None
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    redis: Redis | None = None,
+    own_database: bool = True,
 ) -> Litestar:
+    """The partner API. ``own_database``: open and close the database pool with the app
+    (False when the caller, e.g. a test session, manages it)."""
     redis = redis or Redis.from_url(settings.redis_url)
     guards = Guards(redis, settings.redis_key_prefix)
     api = Api(Ledger(settings, clock), guards, settings.idempotency_in_flight_seconds)
@@ -147,10 +153,12 @@ def create_app(
     )
 
     async def start() -> None:
-        await db.start()
+        if own_database:
+            await db.start()
 
     async def stop() -> None:
-        await db.stop()
+        if own_database:
+            await db.stop()
         await redis.aclose()
 
     return Litestar(

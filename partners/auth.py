@@ -77,6 +77,8 @@ async def verify(
     raw_query = request.scope["query_string"].decode("latin-1")
     headers = request.headers
     parsed = signing.parse_signature(headers.get("signature-input"), headers.get("signature"))
+    # A missing or malformed key is its own 400, not a coverage failure of an absent header.
+    key = idempotency_key(headers.get("idempotency-key")) if method in BODY_METHODS else None
     signing.check_coverage(parsed, method)
     now = clock()
     signing.check_window(
@@ -108,7 +110,6 @@ async def verify(
             raise UnsupportedMediaType("request bodies must not be Content-Encoded")
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
-        key = idempotency_key(headers.get("idempotency-key"))
         return Caller(partner_id, parsed.keyid, key, fingerprint(method, raw_path, raw_query, body))
     if parsed.nonce is not None:
         ttl = settings.signature_max_age_seconds + settings.signature_clock_skew_seconds

@@ -10,7 +10,10 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
+from litestar._openapi.schema_generation import SchemaCreator
 from litestar.dto import MsgspecDTO
+from litestar.openapi.spec import Reference, Schema
+from litestar.typing import FieldDefinition
 
 from coalition.errors import InvalidInput
 
@@ -81,6 +84,14 @@ class ReversalRequest(Strict):
 
 class StrictJSON(MsgspecDTO[T], Generic[T]):
     """Decode the body straight into the struct, strictly; an empty body counts as ``{}``."""
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
+    ) -> Reference | Schema:
+        # Document the struct itself (the DTO's generated transfer model mishandles optional
+        # constrained strings).
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))
 
     def decode_bytes(self, value: bytes) -> Any:
         try:
