@@ -68,3 +68,76 @@ def test_bad_input_is_a_clear_error_with_a_nonzero_exit(run, args, message) -> N
 def test_usage_errors_exit_2(run) -> None:  # type: ignore[no-untyped-def]
     assert run("partner").returncode == 2
     assert run("no-such-command").returncode == 2
+
+
+def test_key_generate_add_list_revoke(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("partner", "add", "cafe", "--name", "Cafe").returncode == 0
+    generated = run("key", "generate", "--out", str(tmp_path / "keys"), "--keyid", "cafe-1")
+    jwk = json.loads(generated.stdout)
+    assert (jwk["kty"], jwk["crv"], jwk["kid"]) == ("OKP", "Ed25519", "cafe-1")
+    private = tmp_path / "keys" / "cafe-1.private.pem"
+    assert private.stat().st_mode & 0o777 == 0o600
+    for form, keyid in (("cafe-1.jwk.json", "cafe-1"), ("cafe-1.public.pem", "cafe-2")):
+        added = run(
+            "key", "add", "cafe", "--public-key", str(tmp_path / "keys" / form), "--keyid", keyid
+        )
+        assert added.returncode == 0, added.stderr
+    third = run(
+        "key",
+        "add",
+        "cafe",
+        "--public-key",
+        str(tmp_path / "keys" / "cafe-1.jwk.json"),
+        "--keyid",
+        "cafe-3",
+    )
+    assert third.returncode == 1 and "2 active keys" in third.stderr
+    assert json.loads(run("key", "revoke", "cafe-2").stdout)["state"] == "revoked"
+    states = {k["keyid"]: k["state"] for k in json.loads(run("key", "list", "cafe").stdout)}
+    assert states == {"cafe-1": "active", "cafe-2": "revoked"}
+    private_as_public = run("key", "add", "cafe", "--public-key", str(private), "--keyid", "x")
+    assert private_as_public.returncode == 1 and "public key" in private_as_public.stderr
+
+
+def test_sign_prints_headers_the_verifier_accepts(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from partners import keys, signing
+
+    run("key", "generate", "--out", str(tmp_path), "--keyid", "k1")
+    body = '{"member_id":"m1","order_ref":"o","points":5,"reason":"r"}'
+    printed = run(
+        "sign",
+        "POST",
+        "http://127.0.0.1:8000/v1/earn?x=1",
+        "--key",
+        str(tmp_path / "k1.private.pem"),
+        "--keyid",
+        "k1",
+        "--data",
+        body,
+    )
+    headers = dict(line.split(": ", 1) for line in printed.stdout.splitlines())
+    parsed = signing.parse_signature(headers["Signature-Input"], headers["Signature"])
+    signing.check_coverage(parsed, "POST")
+    signing.check_content_digest(headers["Content-Digest"], body.encode())
+    lowered = {k.lower(): v for k, v in headers.items()}
+    base = signing.signature_base(
+        parsed,
+        method="POST",
+        authority="127.0.0.1:8000",
+        raw_path="/v1/earn",
+        raw_query="x=1",
+        headers=lowered,
+    )
+    public = keys.load_public_key((tmp_path / "k1.jwk.json").read_text())
+    signing.verify_signature(parsed, base, public)
+    curl = run(
+        "sign",
+        "GET",
+        "http://127.0.0.1:8000/v1/members/m1",
+        "--key",
+        str(tmp_path / "k1.private.pem"),
+        "--keyid",
+        "k1",
+        "--curl",
+    )
+    assert curl.stdout.startswith("curl -sS -X GET http://127.0.0.1:8000/v1/members/m1 -H")
