@@ -7,6 +7,7 @@ Piccolo resolves its engine from ``coalition.piccolo_conf``, which builds it fro
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,21 +60,40 @@ def is_postgres() -> bool:
     return engine().engine_type == "postgres"
 
 
+# A write must commit within this many seconds of starting. Entries carry the time they were
+# posted; settlement waits a grace period (minutes) after a period ends, so an entry that
+# committed later than this could miss its period's run. Slower writes roll back instead.
+WRITE_DEADLINE_SECONDS = 30.0
+
+
+class WriteDeadlineExceeded(Exception):
+    """A write transaction took too long and was rolled back; retrying is safe."""
+
+
 @asynccontextmanager
 async def write_transaction() -> AsyncIterator[None]:
-    """One write transaction per use case, never nested.
+    """One write transaction per use case, never nested, committed within the write deadline.
 
     SQLite: ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers never both read
     and then fail to upgrade (the cause of "database is locked" under load).
     PostgreSQL: READ COMMITTED; services lock the rows they change (member first) in a fixed order.
     """
     db = engine()
+    started = time.monotonic()
     if isinstance(db, SQLiteEngine):
         async with db.transaction(transaction_type=TransactionType.immediate, allow_nested=False):
             yield
+            _check_deadline(started)
     else:
         async with db.transaction(allow_nested=False):
             yield
+            _check_deadline(started)
+
+
+def _check_deadline(started: float) -> None:
+    elapsed = time.monotonic() - started
+    if elapsed > WRITE_DEADLINE_SECONDS:
+        raise WriteDeadlineExceeded(f"write took {elapsed:.1f} s; rolled back")
 
 
 async def fetch(sql: str, *args: Any) -> list[Row]:

@@ -94,3 +94,20 @@ async def test_the_auditor_names_a_corrupted_balance_and_lot(world: Coalition) -
     async with db.write_transaction():
         await db.execute("UPDATE members SET available_points = 100 WHERE id = {}", member)
         await db.execute("UPDATE lots SET remaining = 100 WHERE id = {}", row["id"])
+
+
+async def test_a_write_past_its_deadline_rolls_back_and_stores_nothing(
+    world: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    member = await world.member(50)
+    monkeypatch.setattr(db, "WRITE_DEADLINE_SECONDS", -1.0)  # every write is "too slow"
+    with pytest.raises(db.WriteDeadlineExceeded):
+        await world.ledger.redeem(
+            world.cause(world.fuel, "slow-key-1", "f"), member_id=member, order_ref="o", points=10
+        )
+    monkeypatch.undo()
+    assert await entries_for(world.fuel, "slow-key-1") == 0
+    retried, replayed = await world.ledger.redeem(
+        world.cause(world.fuel, "slow-key-1", "f"), member_id=member, order_ref="o", points=10
+    )
+    assert not replayed and retried.points == 10  # nothing was stored for the failure
