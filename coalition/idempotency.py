@@ -52,6 +52,8 @@ async def run_keyed(
                 await _insert_record(cause, "error", rejection.to_record(), now_us())
         except UNIQUE_VIOLATIONS:
             pass  # a concurrent twin stored its outcome first: answer with that one
+        else:
+            raise  # remembered now; this first answer is not a replay
     except UNIQUE_VIOLATIONS as conflict:
         failure = conflict  # a twin won the race, or another unique index refused the write
     stored = await replay(cause, result_type)  # raises a remembered rejection

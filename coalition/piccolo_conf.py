@@ -10,4 +10,6 @@ from coalition.settings import Settings
 DB = engine_from_url(os.environ.get("COALITION_DATABASE_URL", Settings().database_url))
 
 # The composition root lists every package's schema; the packages themselves stay layered.
-APP_REGISTRY = AppRegistry(apps=["coalition.piccolo_app", "partners.piccolo_app"])
+APP_REGISTRY = AppRegistry(
+    apps=["coalition.piccolo_app", "partners.piccolo_app", "settlement.piccolo_app"]
+)

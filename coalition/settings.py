@@ -32,6 +32,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_per_second: int = 2000  # per partner
     redis_key_prefix: str = "coalition:"
     idempotency_in_flight_seconds: int = 60
+    # Settlement
+    settlement_time: str = "00:30"  # local time of the nightly run
+    settlement_grace_seconds: int = 300  # a period is settled no earlier than its end + grace
+    statement_key_path: str = ".coalition/keys/statement.private.pem"
 
     def __post_init__(self) -> None:
         try:

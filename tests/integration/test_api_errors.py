@@ -243,6 +243,7 @@ async def test_remembered_rejection_is_replayed(api: ApiWorld, member: str) -> N
     body = {"member_id": member, "order_ref": "o", "points": 150}
     first = await api.fuel.post("/v1/redemptions", body, key="s4-key-0001")
     problem(first, 422, "insufficient-points")
+    assert "idempotent-replayed" not in first.headers  # the first answer is not a replay
     await api.world.ledger.earn(
         api.world.cause(api.world.cafe), member_id=member, order_ref="e", points=100, reason="r"
     )

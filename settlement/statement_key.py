@@ -1,0 +1,41 @@
+"""The clearinghouse's Ed25519 statement-signing key, and the JWK set that publishes it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from partners.keys import b64url, generate_key_pair, load_private_key, public_jwk, raw_public
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    """Derived from the key itself, so every process agrees on it without configuration."""
+    return "stmt-" + b64url(hashlib.sha256(raw_public(public)).digest())[:16]
+
+
+def generate(path: Path) -> dict[str, str]:
+    """Create the statement key at ``path`` (the public JWK is written beside it)."""
+    if path.exists():
+        raise FileExistsError(f"{path} exists; a statement key is never overwritten")
+    private_name = path.name.removesuffix(".private.pem")
+    generate_key_pair(path.parent, private_name)
+    return jwks(path)["keys"][0]
+
+
+def load(path: Path) -> tuple[str, Ed25519PrivateKey]:
+    private = load_private_key(path)
+    return key_id(private.public_key()), private
+
+
+def jwks(path: Path) -> dict[str, list[dict[str, str]]]:
+    """The JWK set: the current key, and any retired public keys kept beside it
+    (``*.retired.jwk.json``) so statements signed before a rotation still verify."""
+    _, private = load(path)
+    public = private.public_key()
+    keys = [public_jwk(public, key_id(public))]
+    for retired in sorted(path.parent.glob("*.retired.jwk.json")):
+        keys.append(json.loads(retired.read_text()))
+    return {"keys": keys}

@@ -1,0 +1,102 @@
+"""Offline verification of a statement file (JSON, CSV or PDF) against a JWK set."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from partners.keys import b64url_decode
+from settlement.documents import canonical, digest_header
+
+PDF_ATTACHMENT = "statement.json"
+
+
+class VerificationFailed(Exception):
+    pass
+
+
+def _keys(jwks: dict[str, Any]) -> dict[str, Ed25519PublicKey]:
+    return {
+        k["kid"]: Ed25519PublicKey.from_public_bytes(b64url_decode(k["x"]))
+        for k in jwks.get("keys", [])
+        if k.get("kty") == "OKP" and k.get("crv") == "Ed25519"
+    }
+
+
+def _check(keyid: str, digest: str, signature: str, data: bytes, jwks: dict[str, Any]) -> None:
+    raw, expected = digest_header(data)
+    if digest != expected:
+        raise VerificationFailed("digest does not match the content: the file was changed")
+    key = _keys(jwks).get(keyid)
+    if key is None:
+        raise VerificationFailed(f"no key {keyid!r} in the JWK set")
+    try:
+        key.verify(base64.b64decode(signature.strip(":"), validate=True), raw)
+    except (InvalidSignature, ValueError):
+        raise VerificationFailed("signature does not verify") from None
+
+
+def verify_json(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
+    """Returns the statement when the envelope's digest and signature hold."""
+    try:
+        envelope = json.loads(data)
+        statement, sig = envelope["statement"], envelope["signature"]
+        if sig["alg"] != "ed25519":
+            raise VerificationFailed(f"unsupported alg {sig['alg']!r}")
+        _check(sig["keyid"], sig["digest"], sig["value"], canonical(statement), jwks)
+    except (ValueError, KeyError, TypeError) as bad:
+        raise VerificationFailed(f"not a signed statement: {bad}") from None
+    result: dict[str, Any] = statement
+    return result
+
+
+def verify_csv(data: bytes, jwks: dict[str, Any]) -> str:
+    """Returns the statement digest the CSV is linked to."""
+    marker = data.find(b"\n# keyid: ")
+    if marker < 0:
+        raise VerificationFailed("no signature lines at the end of the CSV")
+    body, trailer = data[: marker + 1], data[marker + 1 :].decode()
+    fields = dict(line[2:].split(": ", 1) for line in trailer.splitlines() if line.startswith("# "))
+    try:
+        _check(fields["keyid"], fields["digest"], fields["signature"], body, jwks)
+        return fields["statement-digest"]
+    except KeyError as missing:
+        raise VerificationFailed(f"missing trailing line {missing}") from None
+
+
+def verify_pdf(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
+    """Verifies the embedded signed JSON, and that the digest printed in the PDF matches it."""
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    attached = reader.attachments.get(PDF_ATTACHMENT)
+    if not attached:
+        raise VerificationFailed("the PDF has no embedded signed statement")
+    signed = attached[0]
+    statement = verify_json(signed, jwks)
+    digest = json.loads(signed)["signature"]["digest"]
+    printed = str(reader.metadata.get("/Subject", "")) if reader.metadata else ""
+    text = "".join(page.extract_text() or "" for page in reader.pages)
+    if printed != digest or digest not in text.replace("\n", ""):
+        raise VerificationFailed("the digest printed in the PDF does not match its statement")
+    return statement
+
+
+def verify_file(data: bytes, jwks: dict[str, Any]) -> str:
+    """Detects the format and verifies; returns a one-line verdict."""
+    if data.startswith(b"%PDF"):
+        statement = verify_pdf(data, jwks)
+        return f"OK pdf statement {statement['partner_id']} {statement['business_date']}"
+    if data.lstrip().startswith(b"{"):
+        statement = verify_json(data, jwks)
+        return f"OK json statement {statement.get('partner_id', '*')} {statement['business_date']}"
+    digest = verify_csv(data, jwks)
+    return f"OK csv statement (statement-digest {digest})"
+
+
+__all__ = ["VerificationFailed", "verify_csv", "verify_file", "verify_json", "verify_pdf"]

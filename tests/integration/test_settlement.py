@@ -1,0 +1,226 @@
+"""Settlement on the real database: a worked example computed by hand, cutoffs, determinism,
+signatures, and a corrupted ledger that must not publish."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from coalition import db
+from coalition.jobs import expire_lots
+from settlement import documents, statement_key
+from settlement.service import OPERATOR
+from settlement.verify import VerificationFailed, verify_csv, verify_json
+from tests.integration.settlement_support import STATEMENT_KEY, settler_for
+from tests.support import Coalition
+
+D = date(2026, 3, 10)  # the worked example's date; other tests take dates of their own
+_next_day = itertools.count(date(2031, 1, 1).toordinal() + secrets.randbelow(1000) * 10, 3)
+
+
+def fresh_date() -> date:
+    """A business date no other test in this run writes to (the run database is shared)."""
+    return date.fromordinal(next(_next_day))
+
+
+def at(day: date, offset_days: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC) + timedelta(
+        days=offset_days
+    )
+
+
+async def statement(business_date: date, partner: str) -> dict[str, object]:
+    row = await db.fetch_one(
+        "SELECT signed_json FROM statements WHERE id = {}", f"{business_date}:{partner}"
+    )
+    assert row is not None
+    result: dict[str, object] = json.loads(row["signed_json"])["statement"]
+    return result
+
+
+async def build_worked_example(world: Coalition, day: date = D) -> None:
+    """docs/settlement.md, "A worked example" (all times UTC; ``day`` is 10 March there)."""
+    ledger, clock = world.ledger, world.clock
+    c, f, u = world.cafe, world.fashion, world.fuel
+
+    async def earn(partner: str, member: str, points: int) -> str:
+        result, _ = await ledger.earn(
+            world.cause(partner), member_id=member, order_ref="e", points=points, reason="r"
+        )
+        return result.transaction_id
+
+    async def redeem(partner: str, member: str, points: int) -> str:
+        result, _ = await ledger.redeem(
+            world.cause(partner), member_id=member, order_ref="r", points=points
+        )
+        return result.redemption_id
+
+    m1, m2, m3, m4 = [await world.member() for _ in range(4)]
+    clock.at = at(day, 0, 1).replace(year=day.year - 2)
+    await earn(u, m3, 300)  # expires 2026-03-10 01:00, inside the period
+    clock.at = at(day, -1, 12)
+    await earn(c, m1, 1000)
+    await earn(f, m2, 500)
+    clock.at = at(day, 0, 2)
+    assert await expire_lots(ledger, "nightly") >= 300
+    clock.at = at(day, 0, 9)
+    await redeem(f, m1, 250)  # cafe's points redeemed at fashion
+    clock.at = at(day, 0, 9, 30)
+    await earn(u, m2, 200)
+    clock.at = at(day, 0, 10)
+    at_cafe = await redeem(c, m2, 700)  # 500 fashion points, then 200 fuel points
+    clock.at = at(day, 0, 11)
+    await ledger.reverse(world.cause(c), at_cafe, points=100, reason="refund")  # back to fuel lot
+    clock.at = at(day, 0, 12)
+    m4_earn = await earn(u, m4, 100)
+    clock.at = at(day, 0, 12, 5)
+    await redeem(f, m4, 100)
+    clock.at = at(day, 0, 12, 10)
+    reversal, _ = await ledger.reverse(world.cause(u), m4_earn, reason="goods returned")
+    assert reversal.debt_points == 100  # owed to fuel
+    clock.at = at(day, 0, 13)
+    await earn(c, m4, 80)  # pays 80 of the debt: redeemed at fuel
+    clock.at = at(day, 1, 0, 30)
+
+
+async def test_worked_example_statements(world: Coalition) -> None:
+    await build_worked_example(world)
+    c, f, u = world.cafe, world.fashion, world.fuel
+    outcome = await settler_for(world).settle(D)
+    assert outcome.status == "published", outcome.breaks
+
+    cafe = await statement(D, c)
+    assert cafe["period"] == {"start": "2026-03-10T00:00:00Z", "end": "2026-03-11T00:00:00Z"}
+    assert cafe["issuance"] == {"earn_count": 1, "earned_points": 80, "earn_reversed_points": 0}
+    assert cafe["receivables"] == [
+        {"payer": f, "points": 500, "value_minor": 500, "fee_minor": 5},
+        {"payer": u, "points": 100, "value_minor": 100, "fee_minor": 1},
+    ]
+    assert cafe["payables"] == [
+        {"payee": f, "points": 250, "value_minor": 250},
+        {"payee": u, "points": 80, "value_minor": 80},
+    ]
+    assert cafe["net_position"] == {"amount_minor": 264, "instruction": "pay_out"}
+    assert cafe["liability"] == {
+        "opening_points": 1000,
+        "issued_points": 80,
+        "earn_reversed_points": 0,
+        "redeemed_points": 330,
+        "redemption_reversed_points": 0,
+        "expired_points": 0,
+        "closing_points": 750,
+        "closing_value_minor": 750,
+    }
+    assert cafe["reversals"]["redemption_reversed_points"] == 100
+
+    fashion = await statement(D, f)
+    assert fashion["receivables"] == [
+        {"payer": c, "points": 250, "value_minor": 250, "fee_minor": 2},  # 2.5 rounds to 2
+        {"payer": u, "points": 100, "value_minor": 100, "fee_minor": 1},
+    ]
+    assert fashion["net_position"] == {"amount_minor": -153, "instruction": "pay_in"}
+    assert fashion["liability"]["opening_points"] == 500
+    assert fashion["liability"]["closing_points"] == 0
+
+    fuel = await statement(D, u)
+    assert fuel["issuance"] == {"earn_count": 2, "earned_points": 300, "earn_reversed_points": 100}
+    assert fuel["receivables"] == [{"payer": c, "points": 80, "value_minor": 80, "fee_minor": 1}]
+    assert fuel["net_position"] == {"amount_minor": -121, "instruction": "pay_in"}
+    assert fuel["liability"] == {
+        "opening_points": 300,
+        "issued_points": 300,
+        "earn_reversed_points": 0,
+        "redeemed_points": 300,
+        "redemption_reversed_points": 100,
+        "expired_points": 300,
+        "closing_points": 100,
+        "closing_value_minor": 100,
+    }
+
+    summary = await statement(D, OPERATOR)
+    assert summary["fees_total_minor"] == 10
+    assert summary["zero_sum"] == {"net_total_minor": -10, "fees_total_minor": 10, "sum": 0}
+
+
+async def test_settling_again_changes_nothing_and_documents_are_deterministic(
+    world: Coalition,
+) -> None:
+    day = fresh_date()
+    await build_worked_example(world, day)
+    settler = settler_for(world)
+    await settler.settle(day)
+    before = await db.fetch(
+        "SELECT * FROM statements WHERE business_date = {} ORDER BY id", day.isoformat()
+    )
+    again = await settler.settle(day)
+    assert again.status == "published"
+    after = await db.fetch(
+        "SELECT * FROM statements WHERE business_date = {} ORDER BY id", day.isoformat()
+    )
+    assert before == after
+    # Re-rendering from the stored statement gives the same bytes.
+    keyid, key = statement_key.load(STATEMENT_KEY)
+    for row in after:
+        inner = json.loads(row["signed_json"])["statement"]
+        assert documents.sign_json(inner, keyid, key).decode() == row["signed_json"]
+    pairs = await db.fetch("SELECT COUNT(*) AS n FROM cleared_pairs")
+    assert pairs[0]["n"] >= 5
+
+
+async def test_statements_verify_and_tampering_fails(world: Coalition) -> None:
+    day = fresh_date()
+    await build_worked_example(world, day)
+    await settler_for(world).settle(day)
+    jwks = statement_key.jwks(STATEMENT_KEY)
+    row = await db.fetch_one("SELECT * FROM statements WHERE id = {}", f"{day}:{world.cafe}")
+    assert row is not None
+    signed_json, signed_csv = row["signed_json"].encode(), row["signed_csv"].encode()
+    assert verify_json(signed_json, jwks)["partner_id"] == world.cafe
+    assert verify_csv(signed_csv, jwks) == row["statement_digest"]
+    assert signed_csv.decode().count("\n") == 1 + 3 + 4  # header, 3 cafe transactions, trailer
+    with pytest.raises(VerificationFailed):
+        verify_json(signed_json.replace(b'"amount_minor":264', b'"amount_minor":265'), jwks)
+    with pytest.raises(VerificationFailed):
+        verify_csv(signed_csv.replace(b",80,", b",90,", 1), jwks)
+    with pytest.raises(VerificationFailed):
+        verify_json(signed_json, {"keys": []})
+
+
+async def test_a_corrupted_row_fails_reconciliation_and_publishes_nothing(
+    world: Coalition,
+) -> None:
+    day = fresh_date()
+    await build_worked_example(world, day)
+    lot = await db.fetch_one(
+        "SELECT id FROM lots WHERE issuer_id = {} AND remaining > 0", world.cafe
+    )
+    assert lot is not None
+    async with db.write_transaction():
+        await db.execute("UPDATE lots SET remaining = remaining - 7 WHERE id = {}", lot["id"])
+    outcome = await settler_for(world).settle(day)
+    assert outcome.status == "failed"
+    checks = {(b["check"], b["subject"]) for b in outcome.breaks}
+    assert ("liability-vs-lots", f"issuer:{world.cafe}") in checks
+    assert any(
+        b["check"] == "lot-remaining-vs-movements" and str(lot["id"]) in b["detail"]
+        for b in outcome.breaks
+    )
+    published = await db.fetch(
+        "SELECT id FROM statements WHERE business_date = {}", day.isoformat()
+    )
+    assert published == []
+    async with db.write_transaction():
+        await db.execute("UPDATE lots SET remaining = remaining + 7 WHERE id = {}", lot["id"])
+    retried = await settler_for(world).settle(day)  # fixed: the operator retries the same date
+    assert retried.status == "published" and retried.run_id == outcome.run_id
+
+
+async def test_a_date_is_not_settled_before_its_grace_period(world: Coalition) -> None:
+    day = fresh_date()
+    world.clock.at = at(day, 1, 0, 4)
+    with pytest.raises(Exception, match="not closed yet"):
+        await settler_for(world).settle(day)
