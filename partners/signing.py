@@ -7,14 +7,15 @@ signature_base -> verify_signature, plus check_content_digest for requests with 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from datetime import datetime
+from typing import Final, TypeAlias, cast
 
+import http_sf
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -35,6 +36,7 @@ _DERIVED: Final = frozenset(
     {"@method", "@authority", "@path", "@query", "@target-uri", "@scheme", "@request-target"}
 )
 _PARAMS: Final = frozenset({"created", "keyid", "nonce", "alg", "expires", "tag"})
+_FIELD_NAME: Final = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+")  # lowercase token (RFC 9110)
 
 
 class SignatureError(Exception):
@@ -59,127 +61,39 @@ class ParsedSignature:
     params_text: str  # the Signature-Input member exactly as received; it is what was signed
 
 
-# --- Minimal strict RFC 8941 parser (dictionaries only; http_sfv is not installed) ---------
+# --- RFC 8941 dictionaries, parsed by http_sf ------------------------------------------------
+
+Params: TypeAlias = dict[str, object]
+Member: TypeAlias = tuple[object, Params]  # (bare item or list of (bare item, Params), Params)
 
 
-class _SFError(ValueError):
-    pass
+def _refuse_duplicate(key: str, where: str) -> None:
+    # RFC 8941 lets a later duplicate key silently overwrite an earlier one; a signature must
+    # not be ambiguous, so any duplicate label, member or parameter is refused instead.
+    raise http_sf.StructuredFieldError(f"duplicate {where} key {key!r}")
 
 
-class _Token(str):
-    """Distinguishes sf-token from sf-string so ``keyid=abc`` is refused."""
+def _parse_dictionary(text: str) -> dict[str, Member]:
+    """A strict RFC 8941 dictionary; raises ValueError (http_sf's StructuredFieldError is one).
 
-
-Bare: TypeAlias = int | float | str | bytes | bool
-Params: TypeAlias = list[tuple[str, Bare]]
-Member: TypeAlias = tuple[str, Bare | list[tuple[Bare, Params]], Params, str]
-
-_KEY: Final = re.compile(r"[a-z*][a-z0-9_\-.*]*")
-_FIELD_NAME: Final = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]+")  # lowercase token (RFC 9110)
-_BARE: Final = re.compile(
-    r"(?P<num>-?(?:[0-9]{1,12}\.[0-9]{1,3}|[0-9]{1,15})(?![0-9.]))"
-    r'|"(?P<str>(?:[ !#-\[\]-~]|\\["\\])*)"'
-    r"|:(?P<bin>[A-Za-z0-9+/=]*):"
-    r"|\?(?P<bool>[01])"
-    r"|(?P<tok>[A-Za-z*][A-Za-z0-9!#$%&'*+\-.^_`|~:/]*)"
-)
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def skip(self, chars: str) -> None:
-        while self.peek() and self.peek() in chars:
-            self.i += 1
-
-    def expect(self, char: str) -> None:
-        if self.peek() != char:
-            raise _SFError(f"expected {char!r} at offset {self.i}")
-        self.i += 1
-
-    def key(self) -> str:
-        m = _KEY.match(self.s, self.i)
-        if m is None:
-            raise _SFError(f"bad key at offset {self.i}")
-        self.i = m.end()
-        return m[0]
-
-    def bare(self) -> Bare:
-        m = _BARE.match(self.s, self.i)
-        if m is None:
-            raise _SFError(f"bad item at offset {self.i}")
-        self.i = m.end()
-        if m["num"] is not None:
-            return float(m["num"]) if "." in m["num"] else int(m["num"])
-        if m["str"] is not None:
-            return re.sub(r"\\(.)", r"\1", m["str"])
-        if m["bin"] is not None:
-            try:  # RFC 8941 4.2.7: tolerate missing "=" padding
-                return base64.b64decode(m["bin"] + "=" * (-len(m["bin"]) % 4), validate=True)
-            except ValueError as exc:
-                raise _SFError(f"bad base64 at offset {m.start()}") from exc
-        if m["bool"] is not None:
-            return m["bool"] == "1"
-        return _Token(m["tok"])
-
-    def params(self) -> Params:
-        out: Params = []
-        while self.peek() == ";":
-            self.i += 1
-            self.skip(" ")
-            name = self.key()
-            value: Bare = True
-            if self.peek() == "=":
-                self.i += 1
-                value = self.bare()
-            out.append((name, value))
-        return out
-
-    def inner_list(self) -> list[tuple[Bare, Params]]:
-        self.expect("(")
-        items: list[tuple[Bare, Params]] = []
-        while True:
-            self.skip(" ")
-            if self.peek() == ")":
-                self.i += 1
-                return items
-            items.append((self.bare(), self.params()))
-            if self.peek() not in (" ", ")"):
-                raise _SFError(f"bad inner list at offset {self.i}")
-
-
-def _parse_dictionary(text: str) -> list[Member]:
-    """Members in order, duplicates kept (callers refuse them), each with its raw value text."""
-    p = _Parser(text.strip(" \t"))
-    members: list[Member] = []
-    while p.s:
-        name = p.key()
-        value: Bare | list[tuple[Bare, Params]] = True
-        start = p.i
-        if p.peek() == "=":
-            p.i = start = start + 1
-            value = p.inner_list() if p.peek() == "(" else p.bare()
-        params = p.params()
-        members.append((name, value, params, p.s[start : p.i]))
-        p.skip(" \t")
-        if p.i == len(p.s):
-            break
-        p.expect(",")
-        p.skip(" \t")
-        if p.i == len(p.s):
-            raise _SFError("trailing comma")
+    HTTP OWS around the field value is not part of it. RFC 9651 Dates and Display Strings,
+    which http_sf accepts, are refused: none of these headers may carry them.
+    """
+    data = text.strip(" \t").encode("ascii")
+    parsed = http_sf.parse(data, tltype="dictionary", on_duplicate_key=_refuse_duplicate)
+    members = cast(dict[str, Member], parsed)
+    for value, params in members.values():
+        items = cast(list[Member], value) if isinstance(value, list) else [(value, {})]
+        bare = [*params.values(), *(x for item, p in items for x in (item, *p.values()))]
+        if any(isinstance(x, datetime | http_sf.DisplayString) for x in bare):
+            raise ValueError("RFC 9651 Dates and Display Strings are not accepted")
     return members
 
 
-def _sf_string(value: str) -> str:
-    if not all(" " <= c <= "~" for c in value):
-        raise ValueError(f"not serializable as an sf-string: {value!r}")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _ser_signature_input(label: str, components: Sequence[str], params: Params) -> str:
+    """``label=("c1" "c2");k=v``; raises ValueError for what RFC 8941 cannot encode."""
+    member: http_sf.InnerListType = (list(components), cast(http_sf.types.ParamsType, params))
+    return http_sf.ser({label: member})
 
 
 # --- Verification steps ----------------------------------------------------------------------
@@ -191,8 +105,7 @@ def required_components(method: str) -> tuple[str, ...]:
 
 
 def accept_signature_header(method: str) -> str:
-    inner = " ".join(_sf_string(c) for c in required_components(method))
-    return f'sig1=({inner});alg="{ALGORITHM}"'
+    return _ser_signature_input("sig1", required_components(method), {"alg": ALGORITHM})
 
 
 def parse_signature(signature_input: str | None, signature: str | None) -> ParsedSignature:
@@ -201,11 +114,11 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
         raise SignatureError(MISSING, "Signature-Input and Signature headers are required")
     try:
         inputs, sigs = _parse_dictionary(si), _parse_dictionary(sig)
-    except _SFError as exc:
+    except ValueError as exc:
         raise SignatureError(MALFORMED, f"not a structured-field dictionary: {exc}") from None
     if len(inputs) != 1 or len(sigs) != 1:
         raise SignatureError(MALFORMED, "exactly one signature per request is supported")
-    (label, value, params, raw), (sig_label, sig_value, sig_params, _) = inputs[0], sigs[0]
+    ((label, (value, sp)),), ((sig_label, (sig_value, sig_params)),) = inputs.items(), sigs.items()
     if sig_label != label:
         raise SignatureError(MALFORMED, "Signature and Signature-Input labels differ")
     if type(sig_value) is not bytes or sig_params:
@@ -213,8 +126,8 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
     if not isinstance(value, list):
         raise SignatureError(MALFORMED, "Signature-Input member must be an inner list")
     components: list[str] = []
-    for item, item_params in value:
-        if type(item) is not str:
+    for item, item_params in cast(list[Member], value):
+        if type(item) is not str:  # an sf-string: http_sf returns a Token for a token
             raise SignatureError(MALFORMED, f"component {item!r} is not a string")
         if item_params:
             raise SignatureError(MALFORMED, f"component parameters are not supported: {item!r}")
@@ -223,9 +136,8 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
         components.append(item)
     if len(set(components)) != len(components):
         raise SignatureError(MALFORMED, "duplicate component")
-    sp = dict(params)
-    if len(sp) != len(params) or not set(sp) <= _PARAMS:
-        raise SignatureError(MALFORMED, "duplicate or unknown signature parameter")
+    if not set(sp) <= _PARAMS:  # duplicate parameters were refused by _parse_dictionary
+        raise SignatureError(MALFORMED, "unknown signature parameter")
     created, expires, keyid = sp.get("created"), sp.get("expires"), sp.get("keyid")
     nonce, alg, tag = sp.get("nonce"), sp.get("alg"), sp.get("tag")
     if type(created) is not int or type(keyid) is not str or not keyid:
@@ -236,6 +148,12 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
         raise SignatureError(MALFORMED, "nonce, alg and tag must be strings")
     if alg is not None and alg != ALGORITHM:
         raise SignatureError(KEY_UNKNOWN, f"unsupported alg {alg!r}; only {ALGORITHM} is accepted")
+    # The @signature-params line must be the member exactly as the client sent (and signed) it;
+    # http_sf's re-serialisation is not (";x=?1" -> ";x", "007" -> "7", "( a  b)" -> "(a b)").
+    # http_sf accepted ``si`` (OWS already stripped) as a dictionary of exactly one member with
+    # no trailing comma, so ``si`` is ``label=value`` and, as a key cannot contain "=", the
+    # value is everything after the first "=".
+    params_text = si.partition("=")[2]
     return ParsedSignature(
         label=label,
         components=tuple(components),
@@ -245,7 +163,7 @@ def parse_signature(signature_input: str | None, signature: str | None) -> Parse
         nonce=nonce if isinstance(nonce, str) else None,
         alg=alg if isinstance(alg, str) else None,
         signature=sig_value,
-        params_text=raw,
+        params_text=params_text,
     )
 
 
@@ -317,18 +235,17 @@ def verify_signature(parsed: ParsedSignature, base: bytes, public_key: Ed25519Pu
 
 
 def content_digest(body: bytes) -> str:
-    return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+    return http_sf.ser({"sha-256": hashlib.sha256(body).digest()})
 
 
 def check_content_digest(header_value: str | None, body: bytes) -> None:
     if header_value is None or not header_value.strip(" \t"):
         raise SignatureError(DIGEST_INVALID, "Content-Digest header is required")
-    try:
-        members = _parse_dictionary(header_value)
-    except _SFError as exc:
+    try:  # duplicate members are refused by _parse_dictionary
+        digests = {name: value for name, (value, _) in _parse_dictionary(header_value).items()}
+    except ValueError as exc:
         raise SignatureError(DIGEST_INVALID, f"malformed Content-Digest: {exc}") from None
-    digests = {name: value for name, value, _, _ in members}
-    if len(digests) != len(members) or "sha-256" not in digests:
+    if "sha-256" not in digests:
         raise SignatureError(DIGEST_INVALID, "Content-Digest needs exactly one sha-256 member")
     # sha-256 is mandatory; sha-512 is checked too when sent, other algorithms are ignored.
     for algorithm, hasher in (("sha-256", hashlib.sha256), ("sha-512", hashlib.sha512)):
@@ -358,12 +275,11 @@ def sign_request(
 ) -> dict[str, str]:
     """Return ``Signature-Input`` and ``Signature`` headers; raises ValueError on bad input."""
     covered = tuple(components) if components is not None else required_components(method)
-    params_text = "(" + " ".join(_sf_string(c) for c in covered) + ")"
-    params_text += f";created={int(created)};keyid={_sf_string(keyid)}"
+    params: Params = {"created": int(created), "keyid": keyid}
     if nonce is not None:
-        params_text += f";nonce={_sf_string(nonce)}"
-    params_text += f';alg="{ALGORITHM}"'
-    signature_input = f"{label}={params_text}"
+        params["nonce"] = nonce
+    params["alg"] = ALGORITHM
+    signature_input = _ser_signature_input(label, covered, params)
     try:
         # Round-trip through our own parser so we never emit what we would refuse.
         parsed = parse_signature(signature_input, f"{label}=::")
@@ -377,5 +293,5 @@ def sign_request(
         )
     except SignatureError as exc:
         raise ValueError(exc.detail) from exc
-    value = base64.b64encode(private_key.sign(base)).decode()
-    return {"Signature-Input": signature_input, "Signature": f"{label}=:{value}:"}
+    signature = http_sf.ser({label: private_key.sign(base)})
+    return {"Signature-Input": signature_input, "Signature": signature}

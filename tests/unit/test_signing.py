@@ -470,6 +470,8 @@ def test_label_mismatch_malformed() -> None:
         lambda s: s.replace('keyid="partner-1"', "keyid=partner-1"),  # token, not string
         lambda s: s.replace("created=1700000000", "created=1700000000.5"),
         lambda s: s.replace("created=1700000000;", ""),  # created missing
+        lambda s: s.replace("created=1700000000", "created=@1700000000"),  # RFC 9651 Date
+        lambda s: s.replace('nonce="n-1"', 'nonce=%"n-1"'),  # RFC 9651 Display String
         lambda s: s.replace('"@query"', '"@query" "@query"'),  # duplicate component
         lambda s: s.replace('"@query"', '"@query" "@query-param"'),  # unsupported derived
         lambda s: s.replace('"@query"', '"@query" "Content-Length"'),  # not lowercase
@@ -561,6 +563,19 @@ def test_expires_honoured() -> None:
     assert_slug("signature-expired", _with_expires(NOW - 31), method="GET", raw_path="/v1/x")
 
 
+def test_params_text_is_the_member_as_received() -> None:
+    # Valid RFC 8941 that a re-serialisation would normalise: the base must use the sent text.
+    params = '( "@method"  "@authority" "@path" "@query" );created=01700000000; keyid="k"'
+    base = (
+        f'"@method": GET\n"@authority": {AUTHORITY}\n"@path": /v1/x\n"@query": ?\n'
+        f'"@signature-params": {params}'
+    ).encode()
+    signature = base64.b64encode(KEY.sign(base)).decode()
+    headers = {"Signature-Input": f"s={params}", "Signature": f"s=:{signature}:"}
+    parsed = verify_request(headers, method="GET", raw_path="/v1/x")
+    assert (parsed.params_text, parsed.created) == (params, NOW)
+
+
 def test_alg_other_than_ed25519_is_key_unknown() -> None:
     headers = our_post()
     headers["Signature-Input"] = headers["Signature-Input"].replace('"ed25519"', '"rsa-pss-sha512"')
@@ -600,6 +615,8 @@ def test_digest_checks() -> None:
         f"sha-256={sha256}",  # not a byte sequence
         f"sha-256=:{sha256}",  # unterminated
         f"sha-256=:{sha256}:, sha-256=:{sha256}:",  # duplicate member
+        f"sha-256=:{sha256}:, md5=@1",  # RFC 9651 Date, even in an ignored member
+        f'sha-256=:{sha256}:;x=%"y"',  # RFC 9651 Display String
         f"sha-256=:{sha256}:, sha-512=:{sha256}:",  # sha-512 present but wrong
         content_digest(b"other"),
     ]
