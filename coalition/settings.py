@@ -36,6 +36,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     settlement_time: str = "00:30"  # local time of the nightly run
     settlement_grace_seconds: int = 300  # a period is settled no earlier than its end + grace
     statement_key_path: str = ".coalition/keys/statement.private.pem"
+    settlement_start_date: str = ""  # YYYY-MM-DD go-live date; default: the first ledger activity
 
     def __post_init__(self) -> None:
         try:

@@ -6,6 +6,7 @@ One map turns every refusal into RFC 9457 problem+json; 401s carry ``WWW-Authent
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sqlite3
 from typing import Any
@@ -121,6 +122,25 @@ async def problem_type(slug: FromPath[str]) -> dict[str, Any]:
     return {"type": f"/problems/{slug}", "status": status, "title": title, "what_to_do": action}
 
 
+# Packages further up the layer stack contribute resources without partners importing them.
+MOUNTED_MODULES = ("settlement.api",)
+
+
+def _mounted_handlers() -> tuple[list[Any], list[Any]]:
+    signed: list[Any] = []
+    public: list[Any] = []
+    for name in MOUNTED_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as missing:
+            if missing.name != name:
+                raise
+            continue
+        signed += module.SIGNED_HANDLERS
+        public += module.PUBLIC_HANDLERS
+    return signed, public
+
+
 def create_app(
     settings: Settings,
     *,
@@ -145,9 +165,10 @@ def create_app(
         verified: Caller = request.state.caller
         return verified
 
+    extra_signed, extra_public = _mounted_handlers()
     signed = Router(
         "/",
-        route_handlers=CONTROLLERS,
+        route_handlers=[*CONTROLLERS, *extra_signed],
         before_request=authenticate,
         dependencies={"caller": Provide(caller, sync_to_thread=False)},
     )
@@ -162,7 +183,7 @@ def create_app(
         await redis.aclose()
 
     return Litestar(
-        route_handlers=[signed, health, problem_type],
+        route_handlers=[signed, health, problem_type, *extra_public],
         dependencies={"api": Provide(lambda: api, sync_to_thread=False)},
         exception_handlers={Exception: _on_error},
         request_max_body_size=settings.request_max_body_bytes,

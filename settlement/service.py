@@ -371,10 +371,13 @@ class Settler:
         last = calc.last_closed_date(
             self.clock(), self.settings.zone, self.settings.settlement_grace_seconds
         )
-        first = await db.fetch_one("SELECT MIN(posted_at_us) AS at FROM entries")
-        if first is None or first["at"] is None:
-            return []
-        day = from_us(int(first["at"])).astimezone(self.settings.zone).date()
+        if self.settings.settlement_start_date:
+            day = date.fromisoformat(self.settings.settlement_start_date)
+        else:
+            first = await db.fetch_one("SELECT MIN(posted_at_us) AS at FROM entries")
+            if first is None or first["at"] is None:
+                return []
+            day = from_us(int(first["at"])).astimezone(self.settings.zone).date()
         published = {
             r["business_date"]
             for r in await db.fetch(
