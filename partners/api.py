@@ -91,9 +91,9 @@ class MemberController(Controller):
     @post("/", dto=StrictJSON[EnrolRequest], return_dto=None, status_code=201)
     async def enrol(
         self,
-        data: JSONBody[EnrolRequest],
         caller: NamedDependency[Caller],
         api: NamedDependency[Api],
+        data: JSONBody[EnrolRequest | None] = None,  # an empty body counts as {}
     ) -> Response[Enrolled]:
         """Enrol a member, optionally with a card number (Luhn-checked) and your reference."""
         return await keyed(
@@ -103,8 +103,8 @@ class MemberController(Controller):
             201,
             lambda cause: program.enrol_member(
                 cause,
-                card_number=data.card_number,
-                partner_member_ref=data.partner_member_ref,
+                card_number=data.card_number if data else None,
+                partner_member_ref=data.partner_member_ref if data else None,
                 clock=api.ledger.clock,
             ),
         )
@@ -210,9 +210,9 @@ class RedemptionController(Controller):
     async def capture(
         self,
         redemption_id: PathId,
-        data: JSONBody[CaptureRequest],
         caller: NamedDependency[Caller],
         api: NamedDependency[Api],
+        data: JSONBody[CaptureRequest | None] = None,  # an empty body counts as {}
     ) -> Response[Redemption]:
         """Capture a hold, fully or in part; the rest goes back to the member."""
         return await keyed(
@@ -220,7 +220,7 @@ class RedemptionController(Controller):
             caller,
             Redemption,
             200,
-            lambda cause: api.ledger.capture(cause, redemption_id, data.points),
+            lambda cause: api.ledger.capture(cause, redemption_id, data.points if data else None),
         )
 
     @post(
@@ -229,9 +229,9 @@ class RedemptionController(Controller):
     async def void(
         self,
         redemption_id: PathId,
-        data: JSONBody[VoidRequest],
         caller: NamedDependency[Caller],
         api: NamedDependency[Api],
+        data: JSONBody[VoidRequest | None] = None,  # an empty body counts as {}
     ) -> Response[Redemption]:
         """Void a hold; the points go back to the member."""
         return await keyed(

@@ -26,7 +26,7 @@ class SettlementController(Controller):
     async def dates(
         self,
         caller: NamedDependency[Any],
-        from_: Annotated[date | None, QueryParameter(query="from")] = None,
+        from_: Annotated[date | None, QueryParameter(name="from")] = None,
         to: Annotated[date | None, QueryParameter()] = None,
     ) -> dict[str, Any]:
         """Settled dates in [from, to] (default: the last 31 days) with your net position."""

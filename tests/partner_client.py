@@ -87,4 +87,5 @@ class PartnerClient:
         return await self.send(self.signed("GET", path, **kwargs))
 
     async def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
-        return await self.send(self.signed("POST", path, {} if body is None else body, **kwargs))
+        """``body=None`` sends an empty body (which the API reads as ``{}``)."""
+        return await self.send(self.signed("POST", path, b"" if body is None else body, **kwargs))
