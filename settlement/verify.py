@@ -70,19 +70,24 @@ def verify_csv(data: bytes, jwks: dict[str, Any]) -> str:
 
 
 def verify_pdf(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
-    """Verifies the embedded signed JSON, and that the digest printed in the PDF matches it."""
+    """Verifies the embedded signed JSON, and that the digest printed in the PDF (metadata
+    Subject and every page's footer) matches it."""
     from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
 
-    reader = PdfReader(io.BytesIO(data))
-    attached = reader.attachments.get(PDF_ATTACHMENT)
-    if not attached:
-        raise VerificationFailed("the PDF has no embedded signed statement")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        attached = reader.attachments.get(PDF_ATTACHMENT, [])
+        printed = str(reader.metadata.get("/Subject", "")) if reader.metadata else ""
+        pages = [(page.extract_text() or "").replace("\n", "") for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError) as bad:
+        raise VerificationFailed(f"not a readable PDF: {bad}") from None
+    if len(attached) != 1:
+        raise VerificationFailed(f"the PDF must embed exactly one {PDF_ATTACHMENT}")
     signed = attached[0]
     statement = verify_json(signed, jwks)
     digest = json.loads(signed)["signature"]["digest"]
-    printed = str(reader.metadata.get("/Subject", "")) if reader.metadata else ""
-    text = "".join(page.extract_text() or "" for page in reader.pages)
-    if printed != digest or digest not in text.replace("\n", ""):
+    if printed != digest or not pages or any(digest not in text for text in pages):
         raise VerificationFailed("the digest printed in the PDF does not match its statement")
     return statement
 
@@ -91,7 +96,7 @@ def verify_file(data: bytes, jwks: dict[str, Any]) -> str:
     """Detects the format and verifies; returns a one-line verdict."""
     if data.startswith(b"%PDF"):
         statement = verify_pdf(data, jwks)
-        return f"OK pdf statement {statement['partner_id']} {statement['business_date']}"
+        return f"OK pdf statement {statement.get('partner_id', '*')} {statement['business_date']}"
     if data.lstrip().startswith(b"{"):
         statement = verify_json(data, jwks)
         return f"OK json statement {statement.get('partner_id', '*')} {statement['business_date']}"
