@@ -20,6 +20,12 @@ FORMATS = ("json", "csv", "pdf")
 
 
 def register(commands: Any) -> None:
+    up = commands.add_parser("up", help="run everything locally: Redis, API, worker, demo")
+    up.add_argument("--home", type=Path, default=Path(".coalition"), help="data directory")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--no-demo", dest="demo", action="store_false", help="start empty")
+    up.set_defaults(handler=cmd_up, blocking=True)
+
     worker = commands.add_parser("worker", help="run the arq worker (settlement, expiry, holds)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
     worker.set_defaults(handler=cmd_worker, blocking=True)
@@ -56,6 +62,12 @@ def parse_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise InvalidInput(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from settlement.up import run
+
+    return run(args.home, args.port, args.demo)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
