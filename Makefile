@@ -39,7 +39,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 run: $(STAMP)
-	$(BIN)/coalition up
+	$(BIN)/coalition up $(RUN_ARGS)
 
 clean:
 	rm -rf $(VENV) .coalition .pytest_cache .mypy_cache .ruff_cache

@@ -47,6 +47,7 @@ def register(commands: Any) -> None:
     sign.add_argument("--data", default="", help="the exact JSON body of a POST")
     sign.add_argument("--idempotency-key", help="for a POST (default: a fresh one)")
     sign.add_argument("--curl", action="store_true", help="print a complete curl command")
+    sign.add_argument("--accept", help="an Accept header to send (not signed), e.g. text/csv")
     sign.set_defaults(handler=cmd_sign, needs_db=False)
 
     serve = commands.add_parser("serve", help="run the partner API")
@@ -134,11 +135,15 @@ async def cmd_sign(args: argparse.Namespace, settings: Settings) -> int:
     headers = signed_headers(
         args.method, args.url, args.key, args.keyid, body, args.idempotency_key
     )
+    if args.accept:
+        headers["Accept"] = args.accept
     if not args.curl:
         for name, value in headers.items():
             print(f"{name}: {value}")
         return 0
     command = ["curl", "-sS", "-X", args.method, args.url]
+    if args.accept:
+        command += ["-H", f"Accept: {args.accept}"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     if body:
