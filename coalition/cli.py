@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
 
-from coalition import db
+from coalition import db, extensions
 from coalition.errors import CoalitionError
 from coalition.settings import Settings
 
@@ -35,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="coalition", description="Coalition loyalty clearinghouse: operator commands."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as missing:
-            if missing.name != name:
-                raise
-            continue
+    for module in extensions.installed(COMMAND_MODULES):
         module.register(commands)
     return parser
 

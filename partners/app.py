@@ -6,7 +6,6 @@ One map turns every refusal into RFC 9457 problem+json; 401s carry ``WWW-Authent
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sqlite3
 from typing import Any
@@ -21,7 +20,7 @@ from litestar.params import FromPath
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from coalition import db
+from coalition import db, extensions
 from coalition.clock import Clock, system_clock
 from coalition.errors import CoalitionError
 from coalition.service import Ledger
@@ -129,13 +128,7 @@ MOUNTED_MODULES = ("settlement.api",)
 def _mounted_handlers() -> tuple[list[Any], list[Any]]:
     signed: list[Any] = []
     public: list[Any] = []
-    for name in MOUNTED_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as missing:
-            if missing.name != name:
-                raise
-            continue
+    for module in extensions.installed(MOUNTED_MODULES):
         signed += module.SIGNED_HANDLERS
         public += module.PUBLIC_HANDLERS
     return signed, public

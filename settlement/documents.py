@@ -11,7 +11,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -74,23 +74,24 @@ def transaction_row(entry: dict[str, Any]) -> list[Any]:
     ]
 
 
-def sign_csv(
-    columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    keyid: str,
-    key: Ed25519PrivateKey,
-    statement_digest_value: str,
-) -> bytes:
-    """A header line and the rows; then ``# keyid``, ``# digest`` (over every byte before the
-    first trailing ``#`` line), ``# signature`` and ``# statement-digest`` lines."""
-    out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    body = out.getvalue().encode()
-    raw, digest = digest_header(body)
-    trailer = (
-        f"# keyid: {keyid}\n# digest: {digest}\n# signature: {sf_binary(key.sign(raw))}\n"
-        f"# statement-digest: {statement_digest_value}\n"
-    )
-    return body + trailer.encode()
+class CsvBody:
+    """A CSV written row by row (rows can stream from the database in batches)."""
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self._out = io.StringIO(newline="")
+        self._writer = csv.writer(self._out, lineterminator="\n")
+        self._writer.writerow(columns)
+
+    def add(self, row: Sequence[Any]) -> None:
+        self._writer.writerow(row)
+
+    def signed(self, keyid: str, key: Ed25519PrivateKey, statement_digest_value: str) -> bytes:
+        """The rows, then ``# keyid``, ``# digest`` (over every byte before the first trailing
+        ``#`` line), ``# signature`` and ``# statement-digest`` lines."""
+        body = self._out.getvalue().encode()
+        raw, digest = digest_header(body)
+        trailer = (
+            f"# keyid: {keyid}\n# digest: {digest}\n# signature: {sf_binary(key.sign(raw))}\n"
+            f"# statement-digest: {statement_digest_value}\n"
+        )
+        return body + trailer.encode()

@@ -42,18 +42,19 @@ async def liability_by_kind(start_us: int, end_us: int) -> dict[str, dict[str, i
 
 
 async def liability_before(at_us: int) -> dict[str, int]:
-    rows = await db.fetch(
-        "SELECT issuer_id, SUM(liability_points) AS points FROM lot_movements"
-        " WHERE posted_at_us < {} GROUP BY issuer_id",
-        at_us,
-    )
-    return {r["issuer_id"]: int(r["points"]) for r in rows}
+    """Each issuer's liability from its lot movements posted before ``at_us``."""
+    return await _liability("posted_at_us < {}", at_us)
 
 
 async def liability_from(at_us: int) -> dict[str, int]:
+    """Each issuer's liability change from movements posted at or after ``at_us``."""
+    return await _liability("posted_at_us >= {}", at_us)
+
+
+async def _liability(where: str, at_us: int) -> dict[str, int]:
     rows = await db.fetch(
         "SELECT issuer_id, SUM(liability_points) AS points FROM lot_movements"
-        " WHERE posted_at_us >= {} GROUP BY issuer_id",
+        f" WHERE {where} GROUP BY issuer_id",
         at_us,
     )
     return {r["issuer_id"]: int(r["points"]) for r in rows}

@@ -308,26 +308,26 @@ class Settler:
         signed_json = documents.sign_json(statement, keyid, key)
         digest = documents.statement_digest(signed_json)
         if partner_id == OPERATOR:
-            rows: Any = [
-                [
-                    p["partner_id"],
-                    p["net_position"]["amount_minor"],
-                    p["net_position"]["instruction"],
-                    p["fees_paid_minor"],
-                    p["outstanding_points"],
-                ]
-                for p in statement["partners"]
-            ]
-            columns: tuple[str, ...] = SUMMARY_COLUMNS
-        else:
-            rows = [
-                documents.transaction_row(e)
-                async for e in repository.partner_transactions(
-                    partner_id, row["period_start_us"], row["period_end_us"]
+            csv_body = documents.CsvBody(SUMMARY_COLUMNS)
+            for p in statement["partners"]:
+                net = p["net_position"]
+                csv_body.add(
+                    [
+                        p["partner_id"],
+                        net["amount_minor"],
+                        net["instruction"],
+                        p["fees_paid_minor"],
+                        p["outstanding_points"],
+                    ]
                 )
-            ]
-            columns = documents.TRANSACTION_COLUMNS
-        signed_csv = documents.sign_csv(columns, rows, keyid, key, digest)
+        else:
+            csv_body = documents.CsvBody(documents.TRANSACTION_COLUMNS)
+            transactions = repository.partner_transactions(
+                partner_id, row["period_start_us"], row["period_end_us"]
+            )
+            async for entry in transactions:
+                csv_body.add(documents.transaction_row(entry))
+        signed_csv = csv_body.signed(keyid, key, digest)
         await db.execute(
             "UPDATE statements SET signed_json = {}, signed_csv = {}, statement_digest = {}"
             " WHERE id = {} AND statement_digest = ''",
