@@ -36,7 +36,8 @@ async def expire_lots(ledger: Ledger, run_id: str) -> int:
             return total
         for row in rows:
             async with db.write_transaction():
-                total += await _expire_member(cause, row["member_id"], now)
+                # posted_at is read inside the transaction: the write deadline bounds it.
+                total += await _expire_member(cause, row["member_id"], ledger.now_us())
 
 
 async def _expire_member(cause: Cause, member_id: str, now_us: int) -> int:

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 ENV_PREFIX = "COALITION_"
+GRACE_MIN_SECONDS = 60  # twice coalition.db.WRITE_DEADLINE_SECONDS
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -53,6 +54,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ValueError("clearing_fee_bps must be within 0..10000")
         if self.lot_validity_months < 1:
             raise ValueError("lot_validity_months must be at least 1")
+        if self.settlement_grace_seconds < GRACE_MIN_SECONDS:
+            # Entries commit within the write deadline (30 s) of their posted_at; the grace
+            # must be longer, or a late commit could miss its period's run.
+            raise ValueError(f"settlement_grace_seconds must be at least {GRACE_MIN_SECONDS}")
         if not 1 <= self.hold_ttl_default_seconds <= self.hold_ttl_max_seconds:
             raise ValueError("need 1 <= hold_ttl_default_seconds <= hold_ttl_max_seconds")
 

@@ -3,7 +3,7 @@ clearinghouse's public statement keys. Mounted by ``partners.app``."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,11 +26,12 @@ class SettlementController(Controller):
     async def dates(
         self,
         caller: NamedDependency[Any],
+        state: State,
         from_: Annotated[date | None, QueryParameter(name="from")] = None,
         to: Annotated[date | None, QueryParameter()] = None,
     ) -> dict[str, Any]:
         """Settled dates in [from, to] (default: the last 31 days) with your net position."""
-        end = to or date.today()
+        end = to or datetime.now(state.settings.zone).date()  # today in the coalition's zone
         start = from_ or end - timedelta(days=30)
         if start > end or (end - start).days > RANGE_DAYS_MAX:
             raise InvalidInput(f"need from <= to and at most {RANGE_DAYS_MAX} days")

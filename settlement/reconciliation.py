@@ -15,6 +15,10 @@ from settlement.calc import RollForward
 
 # The auditor's checks that settlement depends on (the whole audit is `coalition audit`).
 LEDGER_CHECKS = (
+    "member-debt-vs-debts",
+    "member-held-vs-journal-and-holds",
+    "hold-resolved-once",
+    "issuer-liability",
     "journal-sums-to-zero",
     "entry-balances",
     "member-balance-vs-journal",

@@ -98,7 +98,8 @@ class Settler:
                 await db.execute(
                     "INSERT INTO settlement_runs (id, business_date, status, period_start_us,"
                     " period_end_us, attempts, started_at_us, finished_at_us, report)"
-                    " VALUES ({}, {}, 'running', {}, {}, 1, {}, NULL, '')",
+                    " VALUES ({}, {}, 'running', {}, {}, 1, {}, NULL, '')"
+                    " ON CONFLICT (business_date) DO NOTHING",  # a concurrent claim won
                     new_id("run"),
                     day,
                     start,

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from partners.keys import b64url, generate_key_pair, load_private_key, public_jwk, raw_public
+from coalition.errors import InvalidInput
+from partners.keys import (
+    b64url,
+    b64url_decode,
+    generate_key_pair,
+    load_private_key,
+    public_jwk,
+    raw_public,
+)
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -17,12 +25,15 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 
 def generate(path: Path) -> dict[str, str]:
-    """Create the statement key at ``path`` (the public JWK is written beside it)."""
+    """Create the statement key at ``path``; its public JWK (with the key id signatures carry)
+    is written beside it, ready to be kept as ``<kid>.retired.jwk.json`` after a rotation."""
     if path.exists():
         raise FileExistsError(f"{path} exists; a statement key is never overwritten")
-    private_name = path.name.removesuffix(".private.pem")
-    generate_key_pair(path.parent, private_name)
-    return jwks(path)["keys"][0]
+    name = path.name.removesuffix(".private.pem")
+    generate_key_pair(path.parent, name)
+    jwk = jwks(path)["keys"][0]
+    (path.parent / f"{name}.jwk.json").write_text(json.dumps(jwk, indent=2) + "\n")
+    return jwk
 
 
 def load(path: Path) -> tuple[str, Ed25519PrivateKey]:
@@ -37,5 +48,10 @@ def jwks(path: Path) -> dict[str, list[dict[str, str]]]:
     public = private.public_key()
     keys = [public_jwk(public, key_id(public))]
     for retired in sorted(path.parent.glob("*.retired.jwk.json")):
-        keys.append(json.loads(retired.read_text()))
+        try:
+            jwk = json.loads(retired.read_text())
+            Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
+            keys.append({k: jwk[k] for k in ("kty", "crv", "x", "kid")})
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput(f"{retired} is not an Ed25519 public JWK with a kid") from None
     return {"keys": keys}

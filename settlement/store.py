@@ -11,7 +11,7 @@ from coalition.errors import InvalidInput, NotFound
 
 MEDIA_TYPES = {
     "json": "application/json",
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",
     "pdf": "application/pdf",
 }
 

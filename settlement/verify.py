@@ -57,7 +57,7 @@ def verify_json(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
 
 def verify_csv(data: bytes, jwks: dict[str, Any]) -> str:
     """Returns the statement digest the CSV is linked to."""
-    marker = data.find(b"\n# keyid: ")
+    marker = data.rfind(b"\n# keyid: ")  # the trailer is last; a quoted field may contain this
     if marker < 0:
         raise VerificationFailed("no signature lines at the end of the CSV")
     body, trailer = data[: marker + 1], data[marker + 1 :].decode()

@@ -7,6 +7,7 @@ import itertools
 import json
 import secrets
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -23,8 +24,10 @@ _next_day = itertools.count(date(2031, 1, 1).toordinal() + secrets.randbelow(100
 
 
 def fresh_date() -> date:
-    """A business date no other test in this run writes to (the run database is shared)."""
-    return date.fromordinal(next(_next_day))
+    """A business date no other test in this run writes to (the run database is shared).
+    Never 29 February: the worked example earns a lot exactly two years before the date."""
+    day = date.fromordinal(next(_next_day))
+    return fresh_date() if (day.month, day.day) == (2, 29) else day
 
 
 def at(day: date, offset_days: int, hour: int, minute: int = 0) -> datetime:
@@ -121,18 +124,51 @@ async def test_worked_example_statements(world: Coalition) -> None:
     }
     assert cafe["reversals"]["redemption_reversed_points"] == 100
 
+    assert cafe["reversals"] == {
+        "earn_reversal_count": 0,
+        "earn_reversed_points": 0,
+        "redemption_reversal_count": 1,
+        "redemption_reversed_points": 100,
+    }
+
     fashion = await statement(day, f)
+    assert fashion["issuance"] == {"earn_count": 0, "earned_points": 0, "earn_reversed_points": 0}
+    assert fashion["payables"] == [{"payee": c, "points": 500, "value_minor": 500}]
+    assert fashion["reversals"] == {
+        "earn_reversal_count": 0,
+        "earn_reversed_points": 0,
+        "redemption_reversal_count": 0,
+        "redemption_reversed_points": 0,
+    }
     assert fashion["receivables"] == [
         {"payer": c, "points": 250, "value_minor": 250, "fee_minor": 2},  # 2.5 rounds to 2
         {"payer": u, "points": 100, "value_minor": 100, "fee_minor": 1},
     ]
     assert fashion["net_position"] == {"amount_minor": -153, "instruction": "pay_in"}
-    assert fashion["liability"]["opening_points"] == 500
-    assert fashion["liability"]["closing_points"] == 0
+    assert fashion["liability"] == {
+        "opening_points": 500,
+        "issued_points": 0,
+        "earn_reversed_points": 0,
+        "redeemed_points": 500,
+        "redemption_reversed_points": 0,
+        "expired_points": 0,
+        "closing_points": 0,
+        "closing_value_minor": 0,
+    }
 
     fuel = await statement(day, u)
     assert fuel["issuance"] == {"earn_count": 2, "earned_points": 300, "earn_reversed_points": 100}
     assert fuel["receivables"] == [{"payer": c, "points": 80, "value_minor": 80, "fee_minor": 1}]
+    assert fuel["payables"] == [
+        {"payee": c, "points": 100, "value_minor": 100},
+        {"payee": f, "points": 100, "value_minor": 100},
+    ]
+    assert fuel["reversals"] == {
+        "earn_reversal_count": 1,
+        "earn_reversed_points": 100,
+        "redemption_reversal_count": 0,
+        "redemption_reversed_points": 0,
+    }
     assert fuel["net_position"] == {"amount_minor": -121, "instruction": "pay_in"}
     assert fuel["liability"] == {
         "opening_points": 300,
@@ -148,6 +184,23 @@ async def test_worked_example_statements(world: Coalition) -> None:
     summary = await statement(day, OPERATOR)
     assert summary["fees_total_minor"] == 10
     assert summary["zero_sum"] == {"net_total_minor": -10, "fees_total_minor": 10, "sum": 0}
+    mine = {p["partner_id"]: p for p in summary["partners"] if p["partner_id"] in (c, f, u)}
+    assert {
+        p: (
+            mine[p]["net_position"]["amount_minor"],
+            mine[p]["fees_paid_minor"],
+            mine[p]["outstanding_points"],
+        )
+        for p in mine
+    } == {c: (264, 6, 750), f: (-153, 3, 0), u: (-121, 1, 100)}
+    assert summary["outstanding_liability"] == {"points": 850, "value_minor": 850}
+    assert summary["pairs"] == [
+        {"payer": c, "payee": f, "points": 250, "value_minor": 250, "fee_minor": 2},
+        {"payer": c, "payee": u, "points": 80, "value_minor": 80, "fee_minor": 1},
+        {"payer": f, "payee": c, "points": 500, "value_minor": 500, "fee_minor": 5},
+        {"payer": u, "payee": c, "points": 100, "value_minor": 100, "fee_minor": 1},
+        {"payer": u, "payee": f, "points": 100, "value_minor": 100, "fee_minor": 1},
+    ]
 
 
 async def test_settling_again_changes_nothing_and_documents_are_deterministic(
@@ -228,3 +281,34 @@ async def test_a_date_is_not_settled_before_its_grace_period(world: Coalition) -
     world.clock.at = at(day, 1, 0, 4)
     with pytest.raises(Exception, match="not closed yet"):
         await settler_for(world).settle(day)
+
+
+async def test_an_order_ref_cannot_forge_the_csv_trailer(world: Coalition) -> None:
+    day = fresh_date()
+    world.clock.at = at(day, 0, 10)
+    member = await world.member()
+    await world.ledger.earn(
+        world.cause(world.cafe),
+        member_id=member,
+        order_ref="x\n# keyid: forged",
+        points=5,
+        reason="r",
+    )
+    world.clock.at = at(day, 1, 0, 30)
+    await settler_for(world).settle(day)
+    row = await db.fetch_one(
+        "SELECT signed_csv, statement_digest FROM statements WHERE id = {}", f"{day}:{world.cafe}"
+    )
+    assert row is not None
+    jwks = statement_key.jwks(STATEMENT_KEY)
+    assert verify_csv(row["signed_csv"].encode(), jwks) == row["statement_digest"]
+
+
+def test_the_statement_jwk_beside_the_key_carries_the_signing_kid(tmp_path: Path) -> None:
+    path = tmp_path / "statement.private.pem"
+    jwk = statement_key.generate(path)
+    beside = json.loads((tmp_path / "statement.jwk.json").read_text())
+    assert beside["kid"] == jwk["kid"] == statement_key.load(path)[0]
+    (tmp_path / "old.retired.jwk.json").write_text("")
+    with pytest.raises(Exception, match="not an Ed25519 public JWK"):
+        statement_key.jwks(path)

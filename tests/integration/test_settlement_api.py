@@ -39,7 +39,7 @@ async def test_partners_download_and_verify_their_own_statements(
     assert as_json.headers["content-type"].startswith("application/json")
     assert verify_json(as_json.content, jwks)["partner_id"] == api.world.cafe
     as_csv = await api.cafe.get(f"/v1/settlements/{day}/statement", headers={"Accept": "text/csv"})
-    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.headers["content-type"] == "text/csv; charset=utf-8"
     assert verify_csv(as_csv.content, jwks) == entry["statement_digest"]
     as_pdf = await api.cafe.get(
         f"/v1/settlements/{day}/statement", headers={"Accept": "application/pdf"}

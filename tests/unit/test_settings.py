@@ -29,6 +29,7 @@ def test_settings_come_from_coalition_environment_variables() -> None:
         {"COALITION_CLEARING_FEE_BPS": "ten"},
         {"COALITION_SETTLEMENT_CURRENCY": "euro"},
         {"COALITION_HOLD_TTL_DEFAULT_SECONDS": "999999999"},
+        {"COALITION_SETTLEMENT_GRACE_SECONDS": "30"},  # not longer than the write deadline
     ],
 )
 def test_bad_settings_fail_early(env: dict[str, str]) -> None:
