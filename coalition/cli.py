@@ -43,7 +43,7 @@ async def _run(handler: Handler, args: argparse.Namespace, settings: Settings) -
     needs_db = getattr(args, "needs_db", True)
     if needs_db:
         db.configure(settings.database_url)
-        await db.start()
+        await db.start(settings.db_pool_max_size)
     try:
         return await handler(args, settings)
     finally:

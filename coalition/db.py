@@ -90,6 +90,21 @@ async def write_transaction() -> AsyncIterator[None]:
             _check_deadline(started)
 
 
+@asynccontextmanager
+async def read_snapshot() -> AsyncIterator[None]:
+    """Reads that are compared with each other see one consistent snapshot of the database,
+    however many writers commit meanwhile (PostgreSQL: REPEATABLE READ; SQLite: one read
+    transaction, which in WAL mode sees the database as of its first read)."""
+    db = engine()
+    if isinstance(db, SQLiteEngine):
+        async with db.transaction(transaction_type=TransactionType.deferred, allow_nested=False):
+            yield
+    else:
+        async with db.transaction(allow_nested=False):
+            await db.run_ddl("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+
 def _check_deadline(started: float) -> None:
     elapsed = time.monotonic() - started
     if elapsed > WRITE_DEADLINE_SECONDS:
@@ -116,10 +131,10 @@ def for_update() -> str:
     return " FOR UPDATE" if is_postgres() else ""
 
 
-async def start() -> None:
+async def start(pool_max_size: int = 20) -> None:
     db = engine()
     if isinstance(db, PostgresEngine):
-        await db.start_connection_pool(min_size=1, max_size=20)
+        await db.start_connection_pool(min_size=1, max_size=pool_max_size)
 
 
 async def stop() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from coalition import db, journal
 from coalition.clock import Clock, now_us, system_clock
 from coalition.errors import AlreadyExists, Forbidden, InvalidInput, NotFound
-from coalition.idempotency import run_keyed
+from coalition.idempotency import UNIQUE_VIOLATIONS, run_keyed
 from coalition.journal import Cause
 from coalition.ledger import luhn_valid, new_id, rfc3339
 from coalition.results import Enrolled
@@ -120,20 +120,27 @@ async def enrol_member(
         ):
             raise AlreadyExists("a member with this partner_member_ref already exists")
         member_id, created = new_id("mem"), now_us(clock)
-        await db.execute(
-            "INSERT INTO members (id, card_number, status, available_points, held_points,"
-            " debt_points, created_at_us) VALUES ({}, {}, 'active', 0, 0, 0, {})",
-            member_id,
-            card_number,
-            created,
-        )
-        if partner_member_ref is not None and cause.partner_id is not None:
+        try:
             await db.execute(
-                "INSERT INTO member_refs (partner_id, member_id, partner_ref) VALUES ({}, {}, {})",
-                cause.partner_id,
+                "INSERT INTO members (id, card_number, status, available_points, held_points,"
+                " debt_points, created_at_us) VALUES ({}, {}, 'active', 0, 0, 0, {})",
                 member_id,
-                partner_member_ref,
+                card_number,
+                created,
             )
+            if partner_member_ref is not None and cause.partner_id is not None:
+                await db.execute(
+                    "INSERT INTO member_refs (partner_id, member_id, partner_ref)"
+                    " VALUES ({}, {}, {})",
+                    cause.partner_id,
+                    member_id,
+                    partner_member_ref,
+                )
+        except UNIQUE_VIOLATIONS:
+            # A concurrent enrolment took the card or reference between our check and insert.
+            raise AlreadyExists(
+                "a member with this card number or reference already exists"
+            ) from None
         return Enrolled(member_id, card_number, rfc3339(created))
 
     return await run_keyed(cause, Enrolled, operation, lambda: now_us(clock))

@@ -18,6 +18,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     database_url: str = "sqlite:///.coalition/coalition.sqlite3"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    db_pool_max_size: int = 20  # PostgreSQL connections per process
     time_zone: str = "UTC"
     settlement_currency: str = "EUR"
     point_value: Decimal = Decimal("0.01")  # money per point, in major units of the currency
@@ -75,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST_"):
                 continue
             field = name[len(ENV_PREFIX) :].lower()
-            if field in fields:
-                values[field] = value
+            if field not in fields:
+                # A misspelt variable would silently fall back to a default (a fresh SQLite file
+                # instead of the production database): refuse it.
+                raise ValueError(f"unknown setting {name}")
+            values[field] = value
         return msgspec.convert(values, cls, strict=False)

@@ -3,6 +3,7 @@ back; every rule lives in ``coalition``."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -11,6 +12,7 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
+from redis.exceptions import RedisError
 
 from coalition import program, queries
 from coalition.clock import now_us
@@ -32,6 +34,7 @@ from partners.schemas import (
     VoidRequest,
 )
 
+log = logging.getLogger("coalition.api")
 T = TypeVar("T", bound=msgspec.Struct)
 REPLAYED = {"Idempotent-Replayed": "true"}
 
@@ -76,7 +79,10 @@ async def keyed(
     try:
         result, replayed = await call(cause)
     finally:
-        await api.guards.release_in_flight(caller.partner_id, caller.idempotency_key, token)
+        try:
+            await api.guards.release_in_flight(caller.partner_id, caller.idempotency_key, token)
+        except RedisError:
+            log.warning("could not release an in-flight marker; it expires by itself")
     return Response(result, status_code=status_code, headers=REPLAYED if replayed else None)
 
 

@@ -34,11 +34,15 @@ from partners.problems import PROBLEMS, problem_response
 
 log = logging.getLogger("coalition.api")
 
+# Failures that mean "a dependency is unavailable, nothing was done": 503, never a guess.
 UNAVAILABLE = (
     RedisError,
     OSError,
+    db.WriteDeadlineExceeded,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # starting up, shutting down
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     sqlite3.OperationalError,
 )
 
@@ -168,7 +172,7 @@ def create_app(
 
     async def start() -> None:
         if own_database:
-            await db.start()
+            await db.start(settings.db_pool_max_size)
 
     async def stop() -> None:
         if own_database:

@@ -71,8 +71,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from partners.server import configure_logging
     from settlement.worker import build_worker
 
+    configure_logging()
     build_worker(settings, burst=args.burst).run()
     return 0
 

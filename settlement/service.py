@@ -121,16 +121,23 @@ class Settler:
         """The reconciliation breaks, or (when there are none) every statement of the run."""
         start, end = run["period_start_us"], run["period_end_us"]
         settings = self.settings
-        partners = await repository.partner_ids()
+        # Every figure and every check below compares reads with each other: take them from one
+        # snapshot, or an entry committing in between would show up as a false break.
+        async with db.read_snapshot():
+            partners = await repository.partner_ids()
+            cleared = await repository.cleared_points(start, end)
+            opening = await repository.liability_before(start)
+            by_kind = await repository.liability_by_kind(start, end)
+            closing = await repository.liability_before(end)
+            after_end = await repository.liability_from(end)
+            outstanding = await repository.outstanding_now()
+            previous = await _previous_closing(run["business_date"])
+            ledger = await ledger_breaks()
+            totals = await repository.entry_totals(start, end)
         lines = calc.clear(
-            await repository.cleared_points(start, end),
-            settings.point_value,
-            settings.settlement_currency,
-            settings.clearing_fee_bps,
+            cleared, settings.point_value, settings.settlement_currency, settings.clearing_fee_bps
         )
         net = calc.net_positions(lines, partners)
-        opening = await repository.liability_before(start)
-        by_kind = await repository.liability_by_kind(start, end)
         try:
             figures = {
                 p: calc.roll_forward(opening.get(p, 0), by_kind.get(p, {}))
@@ -138,17 +145,10 @@ class Settler:
             }
         except ValueError as unknown:
             return [Break("movement-kinds", "lot_movements", None, None, str(unknown))], []
-        closing = await repository.liability_before(end)
         breaks = [
             *zero_sum_breaks(calc.zero_sum(net, lines)),
-            *roll_forward_breaks(
-                figures,
-                closing,
-                await repository.liability_from(end),
-                await repository.outstanding_now(),
-                await _previous_closing(run["business_date"]),
-            ),
-            *await ledger_breaks(),
+            *roll_forward_breaks(figures, closing, after_end, outstanding, previous),
+            *ledger,
         ]
         if breaks:
             return breaks, []
@@ -164,7 +164,6 @@ class Settler:
                 line.value_minor,
                 line.fee_minor,
             )
-        totals = await repository.entry_totals(start, end)
         header = self._header(run)
         statements: list[tuple[str, dict[str, Any]]] = [
             (p, self._partner_statement(header, p, lines, net[p], figures[p], totals.get(p, {})))

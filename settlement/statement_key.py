@@ -44,8 +44,13 @@ def load(path: Path) -> tuple[str, Ed25519PrivateKey]:
 def jwks(path: Path) -> dict[str, list[dict[str, str]]]:
     """The JWK set: the current key, and any retired public keys kept beside it
     (``*.retired.jwk.json``) so statements signed before a rotation still verify."""
-    _, private = load(path)
-    public = private.public_key()
+    if path.exists():
+        public = load(path)[1].public_key()
+    else:  # an API host may carry only the public key, written beside the private one
+        beside = path.parent / f"{path.name.removesuffix('.private.pem')}.jwk.json"
+        public = Ed25519PublicKey.from_public_bytes(
+            b64url_decode(json.loads(beside.read_text())["x"])
+        )
     keys = [public_jwk(public, key_id(public))]
     for retired in sorted(path.parent.glob("*.retired.jwk.json")):
         try:

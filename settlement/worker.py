@@ -55,7 +55,7 @@ def build_worker(
         ctx.update(tasks.context(ledger, settler))
         if manage_database:
             db.configure(settings.database_url)
-            await db.start()
+            await db.start(settings.db_pool_max_size)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if manage_database:

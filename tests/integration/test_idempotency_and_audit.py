@@ -111,3 +111,23 @@ async def test_a_write_past_its_deadline_rolls_back_and_stores_nothing(
         world.cause(world.fuel, "slow-key-1", "f"), member_id=member, order_ref="o", points=10
     )
     assert not replayed and retried.points == 10  # nothing was stored for the failure
+
+
+async def test_racing_enrolments_of_one_card_make_one_member(world: Coalition) -> None:
+    import asyncio
+
+    from coalition.errors import AlreadyExists
+
+    card = card_number()
+    results = await asyncio.gather(
+        *[
+            program.enrol_member(
+                Cause(partner_id=world.cafe, idempotency_key=f"race-card-{i}", fingerprint=f"f{i}"),
+                card_number=card,
+            )
+            for i in range(8)
+        ],
+        return_exceptions=True,
+    )
+    assert sum(1 for r in results if isinstance(r, tuple)) == 1
+    assert all(isinstance(r, AlreadyExists) for r in results if not isinstance(r, tuple))

@@ -312,3 +312,39 @@ def test_the_statement_jwk_beside_the_key_carries_the_signing_kid(tmp_path: Path
     (tmp_path / "old.retired.jwk.json").write_text("")
     with pytest.raises(Exception, match="not an Ed25519 public JWK"):
         statement_key.jwks(path)
+
+
+async def test_an_entry_committing_during_reconciliation_is_no_false_break(
+    world: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reconciliation compares reads taken at different moments; they come from one snapshot,
+    so a concurrent earn between two of them cannot fail a correct run."""
+    import asyncio
+    import contextvars
+
+    from settlement import repository
+
+    day = fresh_date()
+    await build_worked_example(world, day)
+    member = await world.member()
+    original = repository.outstanding_now
+
+    async def earn_meanwhile() -> dict[str, int]:
+        # Commits after liability_from was read and before the lots are: without one snapshot,
+        # the lots would hold 9 more points than the movements read a moment earlier.
+        loop = asyncio.get_running_loop()  # a fresh context: its own transaction, not ours
+        await loop.create_task(
+            world.ledger.earn(
+                world.cause(world.cafe),
+                member_id=member,
+                order_ref="meanwhile",
+                points=9,
+                reason="r",
+            ),
+            context=contextvars.Context(),
+        )
+        return await original()
+
+    monkeypatch.setattr(repository, "outstanding_now", earn_meanwhile)
+    outcome = await settler_for(world).settle(day)
+    assert outcome.status == "published", outcome.breaks

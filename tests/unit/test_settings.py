@@ -35,3 +35,8 @@ def test_settings_come_from_coalition_environment_variables() -> None:
 def test_bad_settings_fail_early(env: dict[str, str]) -> None:
     with pytest.raises((ValueError, msgspec.ValidationError)):
         Settings.from_env(env)
+
+
+def test_a_misspelt_setting_is_refused_not_ignored() -> None:
+    with pytest.raises(ValueError, match="COALITION_DATABSE_URL"):
+        Settings.from_env({"COALITION_DATABSE_URL": "postgresql://prod/db"})
