@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-sqlite test-postgres lint typecheck run clean
+.PHONY: install test test-sqlite test-postgres lint typecheck run bench bench-settlement clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -37,6 +37,14 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Benchmarks: measured, never asserted in tests. Needs PostgreSQL and Redis (docs/performance.md).
+bench: $(STAMP)
+	$(BIN)/python -m bench.api_load --json .bench/api.json
+	$(BIN)/python -m bench.settlement_scale --postings 1000000 --json .bench/settlement.json
+
+bench-settlement: $(STAMP)
+	$(BIN)/python -m bench.settlement_scale --postings 1000000 --postings 10000000 --json .bench/settlement.json
 
 run: $(STAMP)
 	$(BIN)/coalition up $(RUN_ARGS)

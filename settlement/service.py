@@ -33,6 +33,7 @@ from settlement.reconciliation import (
 )
 
 OPERATOR = "*"  # the operator summary's partner id
+PAIRS_PER_INSERT = 500  # 3,500 parameters: within SQLite's and PostgreSQL's limits
 SUMMARY_COLUMNS = (
     "partner_id",
     "net_amount_minor",
@@ -152,17 +153,26 @@ class Settler:
         ]
         if breaks:
             return breaks, []
-        for line in lines:
+        for batch in (
+            lines[i : i + PAIRS_PER_INSERT] for i in range(0, len(lines), PAIRS_PER_INSERT)
+        ):
+            # One statement per batch, not one round trip per pair (partners² pairs at most).
+            args: list[Any] = []
+            for line in batch:
+                args += [
+                    f"{run['id']}:{line.payer}:{line.payee}",
+                    run["id"],
+                    line.payer,
+                    line.payee,
+                    line.points,
+                    line.value_minor,
+                    line.fee_minor,
+                ]
+            values = ", ".join("({}, {}, {}, {}, {}, {}, {})" for _ in batch)
             await db.execute(
                 "INSERT INTO cleared_pairs (id, run_id, payer_id, payee_id, points, value_minor,"
-                " fee_minor) VALUES ({}, {}, {}, {}, {}, {}, {}) ON CONFLICT (id) DO NOTHING",
-                f"{run['id']}:{line.payer}:{line.payee}",
-                run["id"],
-                line.payer,
-                line.payee,
-                line.points,
-                line.value_minor,
-                line.fee_minor,
+                f" fee_minor) VALUES {values} ON CONFLICT (id) DO NOTHING",
+                *args,
             )
         header = self._header(run)
         statements: list[tuple[str, dict[str, Any]]] = [
