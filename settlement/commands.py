@@ -28,6 +28,12 @@ def register(commands: Any) -> None:
 
     worker = commands.add_parser("worker", help="run the arq worker (settlement, expiry, holds)")
     worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.add_argument(
+        "--no-cron",
+        dest="cron",
+        action="store_false",
+        help="only run queued jobs (no nightly or sweeper schedule)",
+    )
     worker.set_defaults(handler=cmd_worker, blocking=True)
 
     settle = commands.add_parser("settle", help="settle a business date now, or show a run")
@@ -75,7 +81,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from settlement.worker import build_worker
 
     configure_logging()
-    build_worker(settings, burst=args.burst).run()
+    build_worker(settings, burst=args.burst, with_cron=args.cron).run()
     return 0
 
 

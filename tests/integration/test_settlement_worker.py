@@ -99,7 +99,7 @@ async def start_worker(env: dict[str, str], crash_at: str | None = None) -> int:
     code = (
         "import os, sys\nfrom freezegun import freeze_time\nfrom coalition.cli import main\n"
         "with freeze_time(os.environ['COALITION_TEST_NOW'], tick=True, real_asyncio=True):\n"
-        "    sys.exit(main(['worker', '--burst']))\n"
+        "    sys.exit(main(['worker', '--burst', '--no-cron']))\n"
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
