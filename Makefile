@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-sqlite test-postgres lint typecheck run bench bench-settlement clean
+.PHONY: install test test-sqlite test-postgres reliability lint typecheck run bench bench-settlement clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -30,6 +30,12 @@ test-sqlite: $(STAMP)
 
 test-postgres: $(STAMP)
 	COALITION_TEST_DB=postgres $(BIN)/pytest -q tests/integration
+
+# The reliability suite (docs/reliability.md): the served API under concurrency, faults and bad
+# input, on PostgreSQL, then S1, S2 and S5 on SQLite. RELIABILITY_ARGS=--long for a soak run.
+reliability: $(STAMP)
+	COALITION_TEST_DB=postgres $(BIN)/pytest -q tests/reliability $(RELIABILITY_ARGS)
+	COALITION_TEST_DB=sqlite $(BIN)/pytest -q tests/reliability $(RELIABILITY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
