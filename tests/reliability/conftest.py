@@ -31,6 +31,7 @@ APP_ROLE = "coalition_app"  # created and granted by the migrations (settlement 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", help="soak: longer load scenarios")
+    parser.addoption("--s8-seconds", type=float, default=120.0, help="S8's duration (spec: 120)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,6 +67,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture(scope="session")
 def long_mode(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--long"))
+
+
+@pytest.fixture(scope="session")
+def s8_seconds(request: pytest.FixtureRequest, long_mode: bool) -> float:
+    return 600.0 if long_mode else float(request.config.getoption("--s8-seconds"))
 
 
 @pytest.fixture(scope="session", autouse=True)
