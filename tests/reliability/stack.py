@@ -179,18 +179,18 @@ class PrivatePostgres:
         self._run(initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres")
         self.start()
 
-    def _ctl(self, action: str) -> None:
+    def _ctl(self, action: str, mode: str = "fast") -> None:
         options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1"
         self._run(
             str(self.bindir() / "pg_ctl"), "-D", str(self.data), "-o", options, "-w",
-            "-l", str(self.home / "server.log"), "-m", "fast", action,
+            "-l", str(self.home / "server.log"), "-m", mode, action,
         )  # fmt: skip
 
     def start(self) -> None:
         self._ctl("start")
 
-    def restart(self) -> None:
-        self._ctl("restart")
+    def restart(self, mode: str = "fast") -> None:
+        self._ctl("restart", mode)
 
     def stop(self) -> None:
         self._ctl("stop")
