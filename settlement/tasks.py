@@ -30,6 +30,7 @@ async def settle_due(ctx: Ctx) -> list[str]:
     the last statement publishes the date and calls this again for the next one."""
     settler: Settler = ctx["settler"]
     for day in await settler.due_dates():
+        _crash_point("before-prepare")
         outcome, pending = await settler.prepare(day)
         log.info("settlement %s: %s, %d statements to sign", day, outcome.status, len(pending))
         if outcome.status == "failed":
@@ -54,6 +55,7 @@ async def sign_statement(ctx: Ctx, day_iso: str, partner_id: str) -> str:
     await settler.sign_statement(day, partner_id)
     _crash_point(f"after-sign:{partner_id}")
     if await settler.publish_if_complete(day):
+        _crash_point("after-publish")
         log.info("settlement %s published", day)
         await ctx["redis"].enqueue_job("settle_due", _job_id=f"settle-after:{day}")
     return f"{day}:{partner_id}"
