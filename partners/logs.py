@@ -14,6 +14,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("coalition.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A card number is personal data: the log keeps its last four digits only.
+CARD_IN_PATH = re.compile(r"(/by-card/)[^/]*?([0-9]{0,4})$")
+
+
+def loggable_path(path: str) -> str:
+    return CARD_IN_PATH.sub(r"\1****\2", path)
 
 
 class RequestLogMiddleware(ASGIMiddleware):
@@ -44,7 +50,7 @@ class RequestLogMiddleware(ASGIMiddleware):
                     {
                         "request_id": request_id,
                         "method": scope.get("method"),
-                        "path": scope.get("path"),
+                        "path": loggable_path(str(scope.get("path", ""))),
                         "status": status,
                         "partner": getattr(caller, "partner_id", None),
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
