@@ -30,6 +30,7 @@ from partners.api import CONTROLLERS, Api, InFlight
 from partners.auth import Caller, IdempotencyKeyInvalid, RateLimited, Replayed, verify
 from partners.guards import Guards
 from partners.logs import RequestLogMiddleware
+from partners.openapi import document_problems
 from partners.problems import PROBLEMS, problem_response
 
 log = logging.getLogger("coalition.api")
@@ -179,7 +180,7 @@ def create_app(
             await db.stop()
         await redis.aclose()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[signed, health, problem_type, *extra_public],
         dependencies={"api": Provide(lambda: api, sync_to_thread=False)},
         exception_handlers={Exception: _on_error},
@@ -196,6 +197,12 @@ def create_app(
         ),
         debug=False,
     )
+    document_problems(app, PUBLIC_PATHS)
+    return app
+
+
+# Served without a signature (also documented as such).
+PUBLIC_PATHS = ("/health", "/problems", "/schema", "/v1/keys")
 
 
 _OPENAPI_DESCRIPTION = (

@@ -32,7 +32,10 @@ class SettlementController(Controller):
     ) -> dict[str, Any]:
         """Settled dates in [from, to] (default: the last 31 days) with your net position."""
         end = to or datetime.now(state.settings.zone).date()  # today in the coalition's zone
-        start = from_ or end - timedelta(days=30)
+        try:
+            start = from_ or end - timedelta(days=30)
+        except OverflowError:  # to=0001-01-01: there is no date 30 days before it
+            raise InvalidInput("to is before the first representable date range") from None
         if start > end or (end - start).days > RANGE_DAYS_MAX:
             raise InvalidInput(f"need from <= to and at most {RANGE_DAYS_MAX} days")
         return {"settlements": await store.settled_dates(caller.partner_id, start, end)}
@@ -47,7 +50,10 @@ class SettlementController(Controller):
         """Your signed statement: JSON by default; ``Accept: text/csv`` or ``application/pdf``."""
         accept = request.headers.get("accept", "application/json")
         fmt = "pdf" if "application/pdf" in accept else "csv" if "text/csv" in accept else "json"
-        day = date.fromisoformat(business_date)
+        try:
+            day = date.fromisoformat(business_date)
+        except ValueError:  # the pattern admits 2026-13-45; the calendar does not
+            raise InvalidInput(f"not a calendar date: {business_date}") from None
         data = await store.statement_bytes(day, caller.partner_id, fmt)
         filename = f"statement-{business_date}-{caller.partner_id}.{fmt}"
         return Response(

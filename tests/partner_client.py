@@ -19,6 +19,32 @@ BASE = ("@method", "@authority", "@path", "@query")
 BODY = ("content-type", "idempotency-key")  # the library adds content-digest itself
 
 
+def sign(
+    prepared: requests.PreparedRequest,
+    keyid: str,
+    key: Ed25519PrivateKey,
+    *,
+    created: datetime,
+    nonce: str | None,
+    components: tuple[str, ...] | None = None,
+) -> requests.PreparedRequest:
+    """Sign a prepared request in place (its URL names the authority the server expects)."""
+    post = prepared.method == "POST"
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(private_keys={keyid: key}, public_keys={}),
+    )
+    signer.sign(
+        prepared,
+        key_id=keyid,
+        created=created,
+        nonce=nonce,
+        covered_component_ids=components or (BASE + BODY if post else BASE),
+        body=(prepared.body or b"") if post else None,
+    )
+    return prepared
+
+
 class PartnerClient:
     def __init__(
         self,
@@ -60,19 +86,14 @@ class PartnerClient:
         prepared = requests.Request(
             method, f"https://{AUTHORITY}{path}", headers=all_headers, data=raw
         ).prepare()
-        resolver = MappingKeyResolver(
-            private_keys={keyid or self.keyid: private or self.key}, public_keys={}
-        )
-        signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
-        signer.sign(
+        return sign(
             prepared,
-            key_id=keyid or self.keyid,
+            keyid or self.keyid,
+            private or self.key,
             created=created or self.clock(),
             nonce=secrets.token_hex(8) if nonce == "auto" else nonce,
-            covered_component_ids=components or (BASE + BODY if method == "POST" else BASE),
-            body=raw if method == "POST" else None,
+            components=components,
         )
-        return prepared
 
     async def send(self, prepared: requests.PreparedRequest) -> httpx.Response:
         url = prepared.url or ""

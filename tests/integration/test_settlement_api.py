@@ -61,3 +61,13 @@ async def test_void_and_capture_accept_an_empty_body(api: ApiWorld) -> None:
         )
         done = await api.fuel.post(f"/v1/redemptions/{hold.json()['redemption_id']}/{action}")
         assert done.status_code == 200, done.text
+
+
+async def test_an_impossible_date_is_invalid_request_not_a_crash(api: ApiWorld) -> None:
+    """Found by schemathesis: 0000-00-00 matches the path pattern and used to answer 500."""
+    for day in ("0000-00-00", "2026-02-30", "2026-13-01"):
+        answer = await api.cafe.get(f"/v1/settlements/{day}/statement")
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["type"] == "/problems/invalid-request"
+    answer = await api.cafe.get("/v1/settlements?to=0001-01-01")  # 30 days before: no such date
+    assert answer.status_code == 400, answer.text

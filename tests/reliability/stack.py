@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from settlement import statement_key
 from settlement.up import redis_binary
 
 BIN = Path(sys.executable).parent
@@ -115,6 +116,7 @@ class Stack:
             "COALITION_STATEMENT_KEY_PATH": str(self.home / "statement.private.pem"),
             **self.settings,
         }
+        statement_key.generate(Path(self.env["COALITION_STATEMENT_KEY_PATH"]))
         serve = [str(BIN / "coalition"), "serve", "--port", str(self.api_port)]
         self.api = Service("api", [*serve, "--workers", str(self.api_workers)], self.env, self.home)
         self.worker = Service("worker", [str(BIN / "coalition"), "worker"], self.env, self.home)
