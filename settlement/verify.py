@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -55,18 +56,38 @@ def verify_json(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+TRAILER = ("keyid", "digest", "signature", "statement-digest")
+_B64 = "[A-Za-z0-9+/]+={0,2}"
+TRAILER_FORMS = {
+    "digest": re.compile(f"sha-256=:{_B64}:"),
+    "signature": re.compile(f":{_B64}:"),
+    "statement-digest": re.compile(f"sha-256=:{_B64}:"),
+}
+
+
 def verify_csv(data: bytes, jwks: dict[str, Any]) -> str:
     """Returns the statement digest the CSV is linked to."""
     marker = data.rfind(b"\n# keyid: ")  # the trailer is last; a quoted field may contain this
     if marker < 0:
         raise VerificationFailed("no signature lines at the end of the CSV")
-    body, trailer = data[: marker + 1], data[marker + 1 :].decode()
-    fields = dict(line[2:].split(": ", 1) for line in trailer.splitlines() if line.startswith("# "))
+    body, trailer = data[: marker + 1], data[marker + 1 :]
     try:
+        lines = trailer.decode().splitlines()
+        fields = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# "))
+    except ValueError as bad:  # not UTF-8, or a "# " line without ": "
+        raise VerificationFailed(f"malformed signature lines: {bad}") from None
+    try:
+        canonical_trailer = "".join(f"# {name}: {fields[name]}\n" for name in TRAILER)
         _check(fields["keyid"], fields["digest"], fields["signature"], body, jwks)
-        return fields["statement-digest"]
     except KeyError as missing:
         raise VerificationFailed(f"missing trailing line {missing}") from None
+    # Exactly the four lines in their forms: nothing appended, nothing loosely written.
+    if trailer != canonical_trailer.encode() or not all(
+        form.fullmatch(fields[name]) for name, form in TRAILER_FORMS.items()
+    ):
+        raise VerificationFailed("the signature lines are not exactly as signed")
+    # Not covered by the CSV's signature: the caller compares it with the JSON's digest.
+    return fields["statement-digest"]
 
 
 def verify_pdf(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
