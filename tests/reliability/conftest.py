@@ -109,7 +109,11 @@ def stack(app_database_url: str) -> Iterator[Stack]:
     served = Stack(app_database_url, settings={"COALITION_RATE_LIMIT_PER_SECOND": "1000000"})
     served.start()
     yield served
+    logs = served.api.logs()
     served.close()
+    # Whatever the scenarios did, the server never crashed on a request nor let SQLite's
+    # "database is locked" through (S16).
+    assert "unhandled error" not in logs and "database is locked" not in logs, logs[-3000:]
 
 
 @pytest.fixture
