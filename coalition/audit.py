@@ -40,53 +40,58 @@ CHECKS: dict[str, str] = {
         WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = p.entry_id)""",
     "journal-sums-to-zero": """
         SELECT SUM(points) AS total FROM postings HAVING SUM(points) <> 0""",
+    # Per-member and per-issuer checks join pre-aggregated sums (one pass over each table)
+    # rather than a correlated subquery per row: the auditor runs over whole databases.
     "member-balance-vs-journal": """
-        SELECT m.id AS member_id, m.available_points,
-               COALESCE((SELECT SUM(points) FROM postings WHERE account = 'member:' || m.id), 0)
-                 AS journal_points
-        FROM members m
-        WHERE m.available_points <>
-              COALESCE((SELECT SUM(points) FROM postings WHERE account = 'member:' || m.id), 0)""",
+        SELECT m.id AS member_id, m.available_points, COALESCE(j.points, 0) AS journal_points
+        FROM members m LEFT JOIN (
+          SELECT account, SUM(points) AS points FROM postings
+          WHERE account LIKE 'member:%' GROUP BY account) j ON j.account = 'member:' || m.id
+        WHERE m.available_points <> COALESCE(j.points, 0)""",
     "member-balance-vs-lots": """
         SELECT m.id AS member_id, m.available_points, m.debt_points,
-               COALESCE((SELECT SUM(remaining) FROM lots WHERE member_id = m.id), 0) AS lot_points
-        FROM members m
-        WHERE m.available_points + m.debt_points <>
-              COALESCE((SELECT SUM(remaining) FROM lots WHERE member_id = m.id), 0)""",
+               COALESCE(l.points, 0) AS lot_points
+        FROM members m LEFT JOIN (
+          SELECT member_id, SUM(remaining) AS points FROM lots GROUP BY member_id) l
+          ON l.member_id = m.id
+        WHERE m.available_points + m.debt_points <> COALESCE(l.points, 0)""",
     "member-debt-vs-debts": """
-        SELECT m.id AS member_id, m.debt_points,
-               COALESCE((SELECT SUM(remaining) FROM debts WHERE member_id = m.id), 0) AS debt_rows
-        FROM members m
-        WHERE m.debt_points <>
-              COALESCE((SELECT SUM(remaining) FROM debts WHERE member_id = m.id), 0)""",
+        SELECT m.id AS member_id, m.debt_points, COALESCE(d.points, 0) AS debt_rows
+        FROM members m LEFT JOIN (
+          SELECT member_id, SUM(remaining) AS points FROM debts GROUP BY member_id) d
+          ON d.member_id = m.id
+        WHERE m.debt_points <> COALESCE(d.points, 0)""",
     "member-held-vs-journal-and-holds": """
-        SELECT x.* FROM (
-          SELECT m.id AS member_id, m.held_points,
-            COALESCE((SELECT SUM(points) FROM postings WHERE account = 'held:' || m.id), 0)
-              AS journal_points,
-            COALESCE((SELECT SUM(h.points) FROM holds h
-                      WHERE h.member_id = m.id AND h.status = 'held'), 0) AS open_hold_points
-          FROM members m) x
-        WHERE x.held_points <> x.journal_points OR x.held_points <> x.open_hold_points""",
+        SELECT m.id AS member_id, m.held_points, COALESCE(j.points, 0) AS journal_points,
+               COALESCE(h.points, 0) AS open_hold_points
+        FROM members m
+        LEFT JOIN (SELECT account, SUM(points) AS points FROM postings
+                   WHERE account LIKE 'held:%' GROUP BY account) j
+          ON j.account = 'held:' || m.id
+        LEFT JOIN (SELECT member_id, SUM(points) AS points FROM holds
+                   WHERE status = 'held' GROUP BY member_id) h
+          ON h.member_id = m.id
+        WHERE m.held_points <> COALESCE(j.points, 0)
+           OR m.held_points <> COALESCE(h.points, 0)""",
     "lot-remaining-vs-movements": """
         SELECT l.id AS lot_id, l.member_id, l.issuer_id, l.remaining,
-               COALESCE((SELECT SUM(lot_points) FROM lot_movements WHERE lot_id = l.id), 0)
-                 AS movement_points
-        FROM lots l
-        WHERE l.remaining <>
-              COALESCE((SELECT SUM(lot_points) FROM lot_movements WHERE lot_id = l.id), 0)
-           OR l.remaining < 0 OR l.remaining > l.points""",
+               COALESCE(mv.points, 0) AS movement_points
+        FROM lots l LEFT JOIN (
+          SELECT lot_id, SUM(lot_points) AS points FROM lot_movements GROUP BY lot_id) mv
+          ON mv.lot_id = l.id
+        WHERE l.remaining <> COALESCE(mv.points, 0) OR l.remaining < 0 OR l.remaining > l.points""",
     "issuer-liability": """
-        SELECT i.issuer_id, i.liability_points, i.lot_points, i.open_hold_points FROM (
-          SELECT p.id AS issuer_id,
-            COALESCE((SELECT SUM(liability_points) FROM lot_movements WHERE issuer_id = p.id), 0)
-              AS liability_points,
-            COALESCE((SELECT SUM(remaining) FROM lots WHERE issuer_id = p.id), 0) AS lot_points,
-            COALESCE((SELECT -SUM(m.lot_points) FROM lot_movements m JOIN holds h
-                       ON h.id = m.entry_id AND h.status = 'held'
-                      WHERE m.issuer_id = p.id), 0) AS open_hold_points
-          FROM partners p) i
-        WHERE i.liability_points <> i.lot_points + i.open_hold_points""",
+        SELECT p.id AS issuer_id, COALESCE(lm.points, 0) AS liability_points,
+               COALESCE(l.points, 0) AS lot_points, COALESCE(oh.points, 0) AS open_hold_points
+        FROM partners p
+        LEFT JOIN (SELECT issuer_id, SUM(liability_points) AS points FROM lot_movements
+                   GROUP BY issuer_id) lm ON lm.issuer_id = p.id
+        LEFT JOIN (SELECT issuer_id, SUM(remaining) AS points FROM lots
+                   GROUP BY issuer_id) l ON l.issuer_id = p.id
+        LEFT JOIN (SELECT m.issuer_id, -SUM(m.lot_points) AS points FROM lot_movements m
+                   JOIN holds h ON h.id = m.entry_id AND h.status = 'held'
+                   GROUP BY m.issuer_id) oh ON oh.issuer_id = p.id
+        WHERE COALESCE(lm.points, 0) <> COALESCE(l.points, 0) + COALESCE(oh.points, 0)""",
     "hold-resolved-once": """
         SELECT h.id AS hold_id, h.status, COUNT(e.id) AS resolutions
         FROM holds h LEFT JOIN entries e ON e.resolves_hold_id = h.id
