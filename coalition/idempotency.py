@@ -33,13 +33,12 @@ async def run_keyed(
     """Run ``operation`` in one write transaction, at most once per (partner, key).
 
     Returns ``(result, replayed)``; raises the (possibly remembered) ``CoalitionError``.
+    Callers look for a stored answer first (``replay``), outside the transaction; a twin that
+    completes after that look is caught here by the unique index on the record.
     """
     if cause.idempotency_key is None:
         async with db.write_transaction():
             return await operation(), False
-    stored = await replay(cause, result_type)
-    if stored is not None:
-        return stored, True
     try:
         async with db.write_transaction():
             result = await operation()

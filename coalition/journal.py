@@ -77,27 +77,18 @@ async def unexpired_lots(member_id: str, now_us: int) -> list[LotView]:
     return [LotView(**row) for row in rows]
 
 
-async def stale_points(member_id: str, now_us: int) -> int:
-    """Points in lots past expiry that the nightly job has not swept yet: not available."""
-    row = await db.fetch_one(
-        "SELECT COALESCE(SUM(remaining), 0) AS points FROM lots"
-        " WHERE member_id = {} AND remaining > 0 AND expires_at_us <= {}",
-        member_id,
-        now_us,
-    )
-    return int(row["points"]) if row else 0
-
-
 async def insert_entry(entry: NewEntry, postings: Sequence[tuple[str, int]]) -> None:
     """The entry and its postings; refuses (as a bug) anything that does not balance."""
     postings = [(account, points) for account, points in postings if points != 0]
     check_balanced(postings)
     c = entry.cause
-    await db.execute(
+    entry_sql = (
         "INSERT INTO entries (id, kind, partner_id, member_id, points, amount_minor, currency,"
         " order_ref, reason, original_id, resolves_hold_id, key_id, idempotency_key, job, run_id,"
         " occurred_at_us, posted_at_us, posting_count)"
-        " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+        " VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})"
+    )
+    entry_args = [
         entry.id,
         entry.kind,
         entry.partner_id or c.partner_id,
@@ -116,18 +107,26 @@ async def insert_entry(entry: NewEntry, postings: Sequence[tuple[str, int]]) -> 
         entry.occurred_at_us,
         entry.posted_at_us,
         len(postings),
-    )
+    ]
     values = ", ".join("({}, {}, {}, {})" for _ in postings)
-    args: list[Any] = []
+    postings_sql = f"INSERT INTO postings (entry_id, account, points, posted_at_us) VALUES {values}"
+    postings_args: list[Any] = []
     for account, points in postings:
-        args += [entry.id, account, points, entry.posted_at_us]
-    await db.execute(
-        f"INSERT INTO postings (entry_id, account, points, posted_at_us) VALUES {values}", *args
-    )
+        postings_args += [entry.id, account, points, entry.posted_at_us]
+    if db.is_postgres():
+        # One round trip: PostgreSQL runs a data-modifying WITH and checks the foreign key at
+        # the end of the statement, when the entry exists.
+        await db.execute(f"WITH entry AS ({entry_sql}) {postings_sql}", *entry_args, *postings_args)
+    else:
+        await db.execute(entry_sql, *entry_args)
+        await db.execute(postings_sql, *postings_args)
 
 
-async def insert_movements(entry: NewEntry, member_id: str, movements: Sequence[Movement]) -> None:
-    """Record the lot movements and apply each one's change to its lot's ``remaining``."""
+async def insert_movements(
+    entry: NewEntry, member_id: str, movements: Sequence[Movement], skip_lot: int | None = None
+) -> None:
+    """Record the lot movements and apply each one's change to its lot's ``remaining``
+    (except ``skip_lot``'s: a lot created by this entry is written with its final value)."""
     if not movements:
         return
     values = ", ".join("({}, {}, {}, {}, {}, {}, {}, {}, {}, {})" for _ in movements)
@@ -154,28 +153,30 @@ async def insert_movements(entry: NewEntry, member_id: str, movements: Sequence[
     for m in movements:
         deltas[m.lot.id] = deltas.get(m.lot.id, 0) + m.lot_points
     for lot_id, delta in sorted(deltas.items()):
-        if delta:
+        if delta and lot_id != skip_lot:
             await db.execute(
                 "UPDATE lots SET remaining = remaining + {} WHERE id = {}", delta, lot_id
             )
 
 
 async def insert_lot(
-    entry: NewEntry, member_id: str, issuer_id: str, points: int, expires_at_us: int
+    entry: NewEntry, member_id: str, issuer_id: str, points: int, repaid: int, expires_at_us: int
 ) -> LotView:
-    """A new lot, created with ``remaining = 0``: its ``earn`` movement adds the points."""
+    """A new lot of ``points``, ``repaid`` of them already gone to debts: its movements (the
+    ``earn`` and any ``debt_repayment``) are recorded with ``skip_lot`` set to it."""
     row = await db.fetch_one(
         "INSERT INTO lots (member_id, issuer_id, entry_id, points, remaining, earned_at_us,"
-        " expires_at_us) VALUES ({}, {}, {}, {}, 0, {}, {}) RETURNING id",
+        " expires_at_us) VALUES ({}, {}, {}, {}, {}, {}, {}) RETURNING id",
         member_id,
         issuer_id,
         entry.id,
         points,
+        points - repaid,
         entry.posted_at_us,
         expires_at_us,
     )
     assert row is not None
-    return LotView(int(row["id"]), issuer_id, 0, entry.posted_at_us, expires_at_us)
+    return LotView(int(row["id"]), issuer_id, points - repaid, entry.posted_at_us, expires_at_us)
 
 
 async def update_member(
@@ -189,6 +190,24 @@ async def update_member(
         debt,
         member_id,
     )
+
+
+async def credit_member(member_id: str, points: int, repaid: int, now_us: int) -> int:
+    """Add an earn (``repaid`` of it went to debts) and return the member's spendable points in
+    the same round trip: the balance less lots past expiry that the nightly job has not swept."""
+    row = await db.fetch_one(
+        "UPDATE members SET available_points = available_points + {},"
+        " debt_points = debt_points - {} WHERE id = {}"
+        " RETURNING available_points - (SELECT COALESCE(SUM(remaining), 0) FROM lots"
+        " WHERE member_id = {} AND remaining > 0 AND expires_at_us <= {}) AS spendable",
+        points,
+        repaid,
+        member_id,
+        member_id,
+        now_us,
+    )
+    assert row is not None
+    return int(row["spendable"])
 
 
 async def load_partner(partner_id: str) -> dict[str, Any]:

@@ -152,24 +152,20 @@ class Ledger:
         await journal.insert_entry(
             entry, [(issued_account(issuer_id), -points), (member_account(member_id), points)]
         )
-        lot = await journal.insert_lot(entry, member_id, issuer_id, points, expires_at)
+        # Later earns pay the debt first; those points count as redeemed at the creditor.
+        repayments = (
+            repay_debts(points, await _open_debts(member_id)) if member["debt_points"] > 0 else []
+        )
+        repaid = sum(n for _, n in repayments)
+        # The new lot is written with what its movements leave in it: one UPDATE fewer.
+        lot = await journal.insert_lot(entry, member_id, issuer_id, points, repaid, expires_at)
         movements = [Movement(lot, "earn", points, points)]
-        repaid = 0
-        if member["debt_points"] > 0:
-            # Later earns pay the debt first; those points count as redeemed at the creditor.
-            debts = await _open_debts(member_id)
-            for debt, n in repay_debts(points, debts):
-                movements.append(Movement(lot, "debt_repayment", -n, -n, n, debt.creditor_id))
-                await journal.reduce_debt(debt.id, n)
-                repaid += n
-        await journal.insert_movements(entry, member_id, movements)
-        await journal.update_member(member_id, available=points, debt=-repaid)
-        available = await self._available(member, points)
+        for debt, n in repayments:
+            movements.append(Movement(lot, "debt_repayment", -n, -n, n, debt.creditor_id))
+            await journal.reduce_debt(debt.id, n)
+        await journal.insert_movements(entry, member_id, movements, skip_lot=lot.id)
+        available = await journal.credit_member(member_id, points, repaid, self.now_us())
         return Earned(entry.id, points, available, rfc3339(expires_at), repaid, rfc3339(now))
-
-    async def _available(self, member: dict[str, Any], delta: int) -> int:
-        stale = await journal.stale_points(member["id"], self.now_us())
-        return int(member["available_points"]) + delta - stale
 
     # -- redeem, hold, capture, void ----------------------------------------------------------
 
