@@ -7,10 +7,11 @@ id); restoration gives back to the latest-expiring lot first, never more than a 
 from __future__ import annotations
 
 import calendar
+import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 
 from coalition.errors import InsufficientPoints, LedgerInvariantError
@@ -162,8 +163,22 @@ def from_us(at_us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=at_us)
 
 
+_DAY_US = 86_400 * 1_000_000
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@functools.lru_cache(maxsize=64)
+def _day_text(day: int) -> str:
+    return date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
+
+
 def rfc3339(at_us: int) -> str:
-    return from_us(at_us).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """``YYYY-MM-DDTHH:MM:SS.ffffffZ``; integer arithmetic, because statements format millions."""
+    day, rest = divmod(at_us, _DAY_US)
+    hours, rest = divmod(rest, 3_600_000_000)
+    minutes, rest = divmod(rest, 60_000_000)
+    seconds, micros = divmod(rest, 1_000_000)
+    return f"{_day_text(day)}T{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}Z"
 
 
 def luhn_valid(number: str) -> bool:

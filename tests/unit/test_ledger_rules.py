@@ -23,6 +23,7 @@ from coalition.ledger import (
     points_for_amount,
     points_value_minor,
     repay_debts,
+    rfc3339,
     take_points,
     take_up_to,
     to_us,
@@ -133,3 +134,10 @@ def test_entries_must_balance() -> None:
     for bad in ([("a", 5), ("b", -4)], [("a", 0), ("b", 0)], [("a", 0)]):
         with pytest.raises(LedgerInvariantError):
             check_balanced(bad)
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)))
+def test_rfc3339_matches_the_datetime_library(at: datetime) -> None:
+    at = at.replace(tzinfo=UTC)
+    expected = at.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert rfc3339(to_us(at)) == expected
