@@ -82,6 +82,9 @@ ENTRY_OF_OP = {
     "reversal": "earn_reversal",
 }
 SERVER_VARIANTS = ("shipped", "nodelay")
+# The hot phase: every client redeems 1 point at a time from member 0, who has this many.
+HOT_MEMBER_POINTS = 10_000_000
+HOT_MIX = {"earn": 0.0, "redeem": 1.0, "balance": 0.0, "hold_share": 0.0, "points": 1}
 
 
 # --- seeding ----------------------------------------------------------------------------------
@@ -94,7 +97,8 @@ def member_id(i: int) -> str:
 async def seed(
     dsn: str, partners: int, members: int, seed_points: int, progress: bool
 ) -> list[dict[str, str]]:
-    """Partners, keys, members and their seed points; returns the partners' signing keys."""
+    """Partners, keys, members and their seed points; returns the partners' signing keys.
+    Member 0 is the hot member of the hot phase and gets ``HOT_MEMBER_POINTS``."""
     import asyncpg
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -159,20 +163,21 @@ async def seed(
             ids = range(start, min(start + SEED_BATCH, members))
             m_rows, e_rows, p_rows, l_rows, mv_rows = [], [], [], [], []
             for i in ids:
+                points = HOT_MEMBER_POINTS if i == 0 else seed_points
                 mid, pid, eid, lot_id = (
                     member_id(i),
                     f"bench-p{i % partners:03d}",
                     f"txn_seed_{i:012d}",
                     i + 1,
                 )
-                m_rows.append((mid, None, "active", seed_points, 0, 0, posted))
+                m_rows.append((mid, None, "active", points, 0, 0, posted))
                 e_rows.append(
                     (
                         eid,
                         "bonus_earn",
                         pid,
                         mid,
-                        seed_points,
+                        points,
                         None,
                         None,
                         f"seed-{i}",
@@ -181,12 +186,10 @@ async def seed(
                         2,
                     )
                 )
-                p_rows.append((eid, issued_account(pid), -seed_points, posted))
-                p_rows.append((eid, member_account(mid), seed_points, posted))
-                l_rows.append((lot_id, mid, pid, eid, seed_points, seed_points, posted, expires))
-                mv_rows.append(
-                    (eid, lot_id, pid, mid, None, "earn", seed_points, seed_points, 0, posted)
-                )
+                p_rows.append((eid, issued_account(pid), -points, posted))
+                p_rows.append((eid, member_account(mid), points, posted))
+                l_rows.append((lot_id, mid, pid, eid, points, points, posted, expires))
+                mv_rows.append((eid, lot_id, pid, mid, None, "earn", points, points, 0, posted))
             async with conn.transaction():
                 await conn.copy_records_to_table(
                     "members",
@@ -405,8 +408,10 @@ async def run(
     profile_flags: tuple[str, ...] = ("--gil",),
     keep_database: bool = False,
     quiet_seconds: float = 0.0,
+    hot_clients: int = 200,
 ) -> dict[str, Any]:
-    """Load the partner API per server variant and concurrency level; return plain dicts."""
+    """Load the partner API per server variant and concurrency level, then ``hot_clients``
+    clients redeeming from one member (0: skip); return plain dicts."""
     check_local(pg_admin_dsn)
     check_local(redis_url)
     name = unique_name("bench_api")
@@ -482,6 +487,24 @@ async def run(
                         _add_totals(totals, phase)
                         phases[clients] = phase
                         log(_one_line(f"API {variant}", phase), progress)
+                    if hot_clients:
+                        # One member, every client redeeming 1 point: the row-lock queue.
+                        hot = {**scenario, "members": 1, "mix": HOT_MIX}
+                        phase = await drive(
+                            scenario_config=hot,
+                            clients=hot_clients,
+                            duration_seconds=duration_seconds,
+                            warmup_seconds=warmup_seconds,
+                            processes=client_processes,
+                            server=server,
+                            label=f"API {variant} hot member",
+                            progress=progress,
+                            database=name,
+                            quiet_seconds=quiet_seconds,
+                        )
+                        _add_totals(totals, phase)
+                        results.setdefault("hot_member", {})[variant] = phase
+                        log(_one_line(f"API {variant} hot member", phase), progress)
                     if profile_seconds and variant == servers[-1]:
                         out_dir = Path(profile_dir) if profile_dir else tmp
                         out_dir.mkdir(parents=True, exist_ok=True)
@@ -568,7 +591,7 @@ async def compare(
     progress: bool = True,
     *,
     ceilings: bool = True,
-    bare_variants: tuple[bool, ...] = (False, True),
+    bare_variants: tuple[bool, ...] = (False,),
     ledger_schemas: tuple[str, ...] = ("coalition",),
     **kwargs: Any,
 ) -> dict[str, Any]:
@@ -727,6 +750,8 @@ def print_report(out: dict[str, Any]) -> None:
                 ["phase", *keys],
             )
         )
+    for variant, p in api.get("hot_member", {}).items():
+        print(_one_line(f"hot member ({variant}, 1-point redemptions)", p))
     print()
     print(f"preflight (independent signer accepted): {api.get('preflight')}")
     print(f"cross-check entries vs client 2xx: {api.get('cross_check')}")
@@ -768,7 +793,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=100_000)
     parser.add_argument("--seed-points", type=int, default=10_000)
     parser.add_argument(
-        "--server", choices=SERVER_VARIANTS, action="append", help="repeatable; default both"
+        "--server",
+        choices=SERVER_VARIANTS,
+        action="append",
+        help="repeatable; default shipped (nodelay: asyncio with TCP_NODELAY, for comparison)",
+    )
+    parser.add_argument(
+        "--hot-clients", type=int, default=200, help="clients of the one-member phase (0: skip)"
     )
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--signer", choices=["ours", "independent"], default="ours")
@@ -809,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_progress,
             ceilings=not args.no_ceilings,
             ledger_schemas=tuple(args.ledger_schema or ("coalition",)),
-            servers=tuple(args.server or SERVER_VARIANTS),
+            servers=tuple(args.server or ("shipped",)),
             warmup_seconds=args.warmup,
             client_processes=args.client_processes,
             seed_points=args.seed_points,
@@ -819,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
             profile_flags=tuple(args.profile_flags.split()),
             keep_database=args.keep_database,
             quiet_seconds=args.wait_quiet,
+            hot_clients=args.hot_clients,
         )
     )
     print_report(out)

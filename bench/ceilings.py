@@ -151,7 +151,13 @@ def serve(app: str, port: int, workers: int, nodelay: bool) -> int:
     cmd_serve), optionally with :class:`NoDelayHTTPProtocol`."""
     import uvicorn
 
-    extra: dict[str, Any] = {"http": "bench.ceilings:NoDelayHTTPProtocol"} if nodelay else {}
+    # Without ``nodelay``: the loop and HTTP parser ``coalition serve`` uses (uvloop sets
+    # TCP_NODELAY itself). ``nodelay``: asyncio + uvicorn's auto protocol, with the flag set.
+    extra: dict[str, Any] = (
+        {"http": "bench.ceilings:NoDelayHTTPProtocol"}
+        if nodelay
+        else {"loop": "uvloop", "http": "httptools"}
+    )
     uvicorn.run(
         app,
         factory=True,

@@ -711,6 +711,7 @@ class MixScenario(Scenario):
             for k, d in (("earn", 0.60), ("redeem", 0.25), ("balance", 0.10))
         )
         self.hold_share = config.get("mix", {}).get("hold_share", 1 / 3)
+        self.points: int | None = config.get("mix", {}).get("points")  # fixed redemption size
 
     def member(self) -> str:
         return f"{self.member_prefix}{self.rng.randrange(self.members):012d}"
@@ -748,7 +749,7 @@ class MixScenario(Scenario):
             payload = {
                 "member_id": self.member(),
                 "order_ref": f"ord-{self.tag}-{self.counter}",
-                "points": rng.randrange(10, 200),
+                "points": self.points or rng.randrange(10, 200),
                 "mode": "hold" if hold else "capture",
             }
             raw = self.post(conn, p, "/v1/redemptions", payload)
