@@ -48,6 +48,7 @@ import asyncio
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -561,7 +562,7 @@ async def run(
             pass
         elif sqlite_file is not None:
             remove_database(sqlite_file)
-            sqlite_file.parent.rmdir()
+            shutil.rmtree(sqlite_file.parent, ignore_errors=True)
         else:
             await drop_database(pg_admin_dsn, name)
         results["redis_keys_deleted"] = await clear_redis(redis_url, prefix)
