@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-sqlite test-postgres reliability lint typecheck run bench bench-settlement clean
+.PHONY: install test test-sqlite test-postgres reliability lint typecheck run bench bench-settlement \
+  bench-sqlite clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -51,6 +52,18 @@ bench: $(STAMP)
 
 bench-settlement: $(STAMP)
 	$(BIN)/python -m bench.settlement_scale --postings 1000000 --postings 10000000 --json .bench/settlement.json
+
+# The same two benchmarks on SQLite, the embedded default (needs Redis only). SQLite is for
+# development, demos and small deployments, so the sizes are a generous small deployment:
+# 100k members, and a business day of 200k postings (1/5 of `bench`'s) on 100 partners. That
+# keeps the target at about 5-10 minutes on a 2-core box: the API run (1 worker, 16 and 64
+# clients x 20 s, then the bare-endpoint and raw aiosqlite ceilings) is most of it; loading and
+# settling the 200k-posting day takes about a minute.
+bench-sqlite: $(STAMP)
+	mkdir -p .bench
+	$(BIN)/python -m bench.api_load --db sqlite --members 100000 --json .bench/api-sqlite.json
+	$(BIN)/python -m bench.settlement_scale --db sqlite --postings 200000 --members 100000 \
+	  --partners 100 --json .bench/settlement-sqlite.json
 
 run: $(STAMP)
 	$(BIN)/coalition up $(RUN_ARGS)

@@ -28,10 +28,17 @@
 7. cross-checks the entries in the database against the 2xx answers the clients got, runs
    ``python -m coalition.cli audit``, stops the server, drops the database.
 
+``--db sqlite``: the same on a SQLite file in a temp dir (deleted at the end), migrated the same
+way and seeded with the same rows through ``sqlite3`` (``bench.sqlite_load``) instead of COPY;
+the server runs 1 uvicorn worker by default, as ``coalition up`` does (``--workers`` to change),
+so only the ``shipped`` variant runs. Ceiling (b) is then the same minimal ledger write with
+aiosqlite on a scratch SQLite file (``bench.ceilings.raw_sqlite_ledger_ceiling``).
+
 Run (from the repository root; ceilings are measured in the same run unless --no-ceilings)::
 
     .venv/bin/python -m bench.api_load --clients 16 --clients 64 --duration 15 --profile 10
     .venv/bin/python -m bench.api_load --server shipped --no-ceilings --duration 5 --members 20000
+    .venv/bin/python -m bench.api_load --db sqlite --members 100000 --duration 15
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ import asyncio
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -69,6 +78,8 @@ from bench.common import (
     temp_dir,
     unique_name,
 )
+from bench.sqlite_load import SqliteCopyConnection, is_sqlite_url, remove_database, sqlite_url
+from bench.sqlite_load import entry_counts as sqlite_entry_counts
 
 MEMBER_PREFIX = "mem_bench_"  # + 12 digits: member ids are derived, not shipped to the clients
 SEED_BATCH = 20_000
@@ -129,7 +140,7 @@ async def seed(
                 now,
             )
         )
-    conn = await asyncpg.connect(dsn)
+    conn: Any = SqliteCopyConnection(dsn) if is_sqlite_url(dsn) else await asyncpg.connect(dsn)
     pbar = bar(members, "seeding members", progress, unit="member")
     try:
         await conn.copy_records_to_table(
@@ -257,11 +268,12 @@ async def seed(
                     ],
                 )
             pbar.update(len(ids))
-        # lots got explicit ids: move the sequence past them
-        await conn.execute(
-            "SELECT setval(pg_get_serial_sequence('lots', 'id'), GREATEST($1::bigint, 1))",
-            members,
-        )
+        # lots got explicit ids: move the sequence past them (SQLite: max(rowid) + 1 anyway)
+        if not is_sqlite_url(dsn):
+            await conn.execute(
+                "SELECT setval(pg_get_serial_sequence('lots', 'id'), GREATEST($1::bigint, 1))",
+                members,
+            )
         await conn.execute("ANALYZE")
     finally:
         pbar.close()
@@ -351,6 +363,8 @@ def run_cli(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, 
 
 
 async def entry_counts(dsn: str) -> dict[str, int]:
+    if is_sqlite_url(dsn):
+        return await sqlite_entry_counts(dsn)
     import asyncpg
 
     conn = await asyncpg.connect(dsn)
@@ -409,16 +423,26 @@ async def run(
     keep_database: bool = False,
     quiet_seconds: float = 0.0,
     hot_clients: int = 200,
+    db: str = "postgres",
 ) -> dict[str, Any]:
     """Load the partner API per server variant and concurrency level, then ``hot_clients``
-    clients redeeming from one member (0: skip); return plain dicts."""
+    clients redeeming from one member (0: skip); return plain dicts.
+    ``db="sqlite"``: the server on a SQLite file in a temp dir (``pg_admin_dsn`` unused)."""
+    if db not in ("postgres", "sqlite"):
+        raise ValueError(f"db must be postgres or sqlite, not {db!r}")
     check_local(pg_admin_dsn)
     check_local(redis_url)
     name = unique_name("bench_api")
     prefix = f"bench:{name}:"
     started = time.time()
+    sqlite_file = (
+        Path(tempfile.mkdtemp(prefix="bench_api_sqlite_")) / f"{name}.sqlite3"
+        if db == "sqlite"
+        else None
+    )
     results: dict[str, Any] = {
-        "database": name,
+        "db": db,
+        "database": str(sqlite_file) if sqlite_file else name,
         "partners": partners,
         "members": members,
         "seed_points": seed_points,
@@ -431,7 +455,7 @@ async def run(
         "warmup_seconds": warmup_seconds,
         "phases": {},
     }
-    dsn = await create_database(pg_admin_dsn, name)
+    dsn = sqlite_url(sqlite_file) if sqlite_file else await create_database(pg_admin_dsn, name)
     env: dict[str, str] = {}
     try:
         env = server_env(dsn, redis_url, prefix, 0)
@@ -557,7 +581,12 @@ async def run(
         }
         log(f"auditor: {results['audit']['verdict']}", progress)
     finally:
-        if not keep_database:
+        if keep_database:
+            pass
+        elif sqlite_file is not None:
+            remove_database(sqlite_file)
+            shutil.rmtree(sqlite_file.parent, ignore_errors=True)
+        else:
             await drop_database(pg_admin_dsn, name)
         results["redis_keys_deleted"] = await clear_redis(redis_url, prefix)
     results["wall_s"] = round(time.time() - started, 1)
@@ -615,6 +644,8 @@ async def compare(
         return out
     cp = kwargs.get("client_processes", 1)
     quiet = kwargs.get("quiet_seconds", 0.0)
+    workers = kwargs.get("workers", 2)  # the bare endpoint runs as many workers as the API
+    sqlite = kwargs.get("db") == "sqlite"
     out["ed25519"] = c.ed25519_us()
     out["bare"] = {}
     out["raw_ledger"] = {}
@@ -627,19 +658,32 @@ async def compare(
                 duration_seconds,
                 nodelay=nodelay,
                 client_processes=cp,
+                workers=workers,
                 progress=progress,
                 quiet_seconds=quiet,
             )
         for schema in ledger_schemas:
-            out["raw_ledger"].setdefault(schema, {})[clients] = await c.raw_ledger_ceiling(
-                pg_admin_dsn,
-                clients,
-                duration_seconds,
-                members=members,
-                schema=schema,
-                progress=progress,
-                quiet_seconds=quiet,
-            )
+            if sqlite:
+                raw = await c.raw_sqlite_ledger_ceiling(
+                    clients,
+                    duration_seconds,
+                    members=members,
+                    schema=schema,
+                    client_processes=cp,
+                    progress=progress,
+                    quiet_seconds=quiet,
+                )
+            else:
+                raw = await c.raw_ledger_ceiling(
+                    pg_admin_dsn,
+                    clients,
+                    duration_seconds,
+                    members=members,
+                    schema=schema,
+                    progress=progress,
+                    quiet_seconds=quiet,
+                )
+            out["raw_ledger"].setdefault(schema, {})[clients] = raw
     out["ratios"] = ratios(out)
     return out
 
@@ -650,7 +694,8 @@ def _writes_per_s(phase: dict[str, Any]) -> float:
 
 def ratios(out: dict[str, Any]) -> dict[str, Any]:
     """Our requests/s over the bare endpoint's (same server variant, same clients) and our
-    ledger writes/s over the raw asyncpg ledger transactions/s (random members)."""
+    ledger writes/s over the raw ledger transactions/s (random members; asyncpg, or aiosqlite
+    with one connection per client on SQLite)."""
     r: dict[str, Any] = {}
     for variant, phases in out["api"]["phases"].items():
         for clients, p in phases.items():
@@ -784,6 +829,18 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument(
+        "--db",
+        choices=["postgres", "sqlite"],
+        default="postgres",
+        help="sqlite: the API on a SQLite file (default 1 worker, server shipped, as `coalition"
+        " up` runs it), seeded with sqlite3; ceiling (b) with aiosqlite",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="uvicorn workers of the API and the bare endpoint (default: 2; SQLite 1)",
+    )
     parser.add_argument("--pg-admin-dsn", default=DEFAULT_PG_ADMIN_DSN)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument("--clients", type=int, action="append", help="repeatable; default 16 64")
@@ -829,6 +886,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="write the full results here")
     args = parser.parse_args(argv)
+    sqlite = args.db == "sqlite"
+    # One worker on SQLite (`coalition up` serves so; writers serialise on the database lock
+    # anyway). The shipped server runs on uvloop, which sets TCP_NODELAY itself: the nodelay
+    # variant (asyncio with the flag set) only runs when asked for, as a comparison.
+    workers = args.workers or (1 if sqlite else 2)
+    default_servers = ("shipped",)
     out = asyncio.run(
         compare(
             args.pg_admin_dsn,
@@ -839,8 +902,11 @@ def main(argv: list[str] | None = None) -> int:
             args.members,
             not args.no_progress,
             ceilings=not args.no_ceilings,
+            bare_variants=(False, True) if "nodelay" in (args.server or ()) else (False,),
             ledger_schemas=tuple(args.ledger_schema or ("coalition",)),
-            servers=tuple(args.server or ("shipped",)),
+            servers=tuple(args.server or default_servers),
+            workers=workers,
+            db=args.db,
             warmup_seconds=args.warmup,
             client_processes=args.client_processes,
             seed_points=args.seed_points,

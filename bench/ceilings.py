@@ -14,6 +14,9 @@
     ``schema="coalition"`` (default) migrates the scratch database with the real migrations, so
     the rows land in tables with the real indexes, CHECKs and append-only triggers;
     ``schema="minimal"`` uses primary keys only.
+    On SQLite (``--db sqlite``, ``raw_sqlite_ledger_ceiling``): the same transaction with
+    aiosqlite in ``BEGIN IMMEDIATE`` on a scratch file, one connection per client (``random``)
+    and one shared connection (``one_writer``); no hot mode (see ``SQLITE_NOTE``).
 (c) ``ed25519_us``: one Ed25519 verify (and sign, and the whole verification path) in us.
 
 Run (from the repository root)::
@@ -26,14 +29,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import secrets
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import timeit
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -437,6 +444,196 @@ async def raw_ledger_ceiling(
     return result
 
 
+# --- (b) on SQLite ------------------------------------------------------------------------------
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 60  # coalition.db.SQLITE_BUSY_TIMEOUT_SECONDS
+SQLITE_MODES = ("random", "one_writer")
+SQLITE_NOTE = (
+    "SQLite serialises writers (one lock for the whole database), so a hot member row adds"
+    " nothing over random members: no hot mode. random = one aiosqlite connection per client,"
+    " each transaction BEGIN IMMEDIATE with a 60 s busy timeout, the app's write_transaction"
+    " on SQLite (waiting writers poll SQLite's lock); one_writer = the clients of a load"
+    " generator share one connection and queue in-process (no lock polling): the single-writer"
+    " ceiling. Both with the app's pragmas (WAL, default synchronous)."
+)
+_SHARED: dict[str, Any] = {}  # one_writer: the load-generator process's one connection
+
+
+def _sqlite_sql(sql: str) -> str:
+    """The asyncpg statements of (b) for SQLite: ``$n`` -> ``?n``; no row locks (the
+    transaction holds the database's write lock)."""
+    return re.sub(r"\$(\d+)", r"?\1", sql).replace(" FOR UPDATE", "")
+
+
+class RawSqliteLedgerScenario(Scenario):
+    """(b) on SQLite with aiosqlite (the driver Piccolo uses): the same minimal ledger
+    transaction as :class:`RawLedgerScenario`, in ``BEGIN IMMEDIATE`` (see ``SQLITE_NOTE``)."""
+
+    async def _open(self) -> Any:
+        import aiosqlite
+
+        conn = await aiosqlite.connect(
+            self.config["path"], timeout=SQLITE_BUSY_TIMEOUT_SECONDS, isolation_level=None
+        )
+        await conn.execute("PRAGMA foreign_keys = 1")  # as Piccolo's SQLiteEngine does
+        return conn
+
+    async def connect(self) -> Any:
+        if not self.config.get("one_writer"):
+            return await self._open()
+        lock = _SHARED.setdefault("open_lock", asyncio.Lock())
+        async with lock:
+            if "conn" not in _SHARED:
+                _SHARED["conn"] = await self._open()
+                _SHARED["tx_lock"] = asyncio.Lock()
+                _SHARED["users"] = 0
+            _SHARED["users"] += 1
+        return _SHARED["conn"]
+
+    async def disconnect(self, conn: Any) -> None:
+        if self.config.get("one_writer"):
+            _SHARED["users"] -= 1
+            if _SHARED["users"]:
+                return
+            _SHARED.pop("conn", None)
+        await conn.close()
+
+    async def step(self, conn: Any, stats: Stats, state: dict[str, Any]) -> None:
+        cfg, rng = self.config, self.rng
+        member = f"{MEMBER_PREFIX}{rng.randrange(cfg['members']):012d}"
+        partner = f"bench-p{rng.randrange(100):03d}"
+        points = rng.randrange(1, 200)
+        entry_id = f"txn_{secrets.token_hex(10)}"
+        now = time.time_ns() // 1000
+        started = time.perf_counter()
+        status, body = 200, b""
+        lock = _SHARED["tx_lock"] if cfg.get("one_writer") else contextlib.nullcontext()
+        try:
+            async with lock:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    async with conn.execute(_sqlite_sql(SQL_LOCK), (member,)) as cur:
+                        if await cur.fetchone() is None:
+                            raise LookupError(member)
+                    await conn.execute(_sqlite_sql(SQL_BALANCE), (member, points))
+                    await conn.execute(
+                        _sqlite_sql(SQL_ENTRY),
+                        (
+                            entry_id,
+                            partner,
+                            member,
+                            points,
+                            points * 100,
+                            f"ord-{self.tag}-{self.counter}",
+                            "key_raw",
+                            self.next_key(),
+                            now,
+                        ),
+                    )
+                    await conn.execute(
+                        _sqlite_sql(SQL_POSTINGS),
+                        (entry_id, f"issued:{partner}", -points, now, f"member:{member}", points),
+                    )
+                    await conn.execute(
+                        _sqlite_sql(SQL_MOVEMENT), (entry_id, 1, partner, member, points, now)
+                    )
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    await conn.execute("ROLLBACK")
+                    raise
+        except Exception as exc:  # recorded as an error, never swallowed silently
+            status, body = 500, f"{type(exc).__name__}: {exc}".encode()
+        stats.record("ledger_tx", status, started, time.perf_counter(), body)
+
+
+def _prepare_sqlite_ledger_db(path: Path, schema: str, members: int, progress: bool) -> None:
+    from bench import sqlite_load
+
+    if schema == "coalition":
+        sqlite_load.migrate(sqlite_load.sqlite_url(path))
+    elif schema == "minimal":
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # as coalition.migrate leaves the file
+            for ddl in MINIMAL_SCHEMA:
+                conn.execute(ddl.replace("bigserial PRIMARY KEY", "INTEGER PRIMARY KEY"))
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        raise ValueError(f"schema must be coalition or minimal, not {schema!r}")
+    now = time.time_ns() // 1000
+    columns = ("id", "status", "available_points", "held_points", "debt_points", "created_at_us")
+    pbar = bar(members, "raw-ledger members", progress, unit="row")
+    with sqlite_load.bulk_connection(path) as conn:
+        chunk = 50_000
+        for start in range(0, members, chunk):
+            rows = [
+                (f"{MEMBER_PREFIX}{i:012d}", "active", 0, 0, 0, now)
+                for i in range(start, min(start + chunk, members))
+            ]
+            conn.execute("BEGIN")
+            conn.executemany(sqlite_load.insert_sql("members", columns), rows)
+            conn.execute("COMMIT")
+            pbar.update(len(rows))
+        conn.execute("ANALYZE")
+    pbar.close()
+
+
+async def raw_sqlite_ledger_ceiling(
+    clients: int,
+    duration_seconds: float,
+    *,
+    members: int = 100_000,
+    schema: str = "coalition",
+    warmup_seconds: float = 2.0,
+    client_processes: int = 1,
+    progress: bool = True,
+    quiet_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """(b) on a scratch SQLite file (deleted afterwards): minimal ledger write transactions/s
+    with aiosqlite, ``random`` members over one connection per client, and ``one_writer``."""
+    result: dict[str, Any] = {
+        "db": "sqlite",
+        "driver": "aiosqlite",
+        "schema": schema,
+        "members": members,
+        "clients": clients,
+        "note": SQLITE_NOTE,
+    }
+    with temp_dir("bench_rawledger_sqlite_") as tmp:
+        path = tmp / "ledger.sqlite3"
+        await asyncio.to_thread(_prepare_sqlite_ledger_db, path, schema, members, progress)
+        check = sqlite3.connect(path)
+        try:
+            result["pragmas"] = {
+                n: check.execute(f"PRAGMA {n}").fetchone()[0]
+                for n in ("journal_mode", "synchronous")
+            }
+        finally:
+            check.close()
+        for mode in SQLITE_MODES:
+            phase = await drive(
+                scenario_config={
+                    "scenario": "bench.ceilings:RawSqliteLedgerScenario",
+                    "path": str(path),
+                    "members": members,
+                    "one_writer": mode == "one_writer",
+                },
+                clients=clients,
+                duration_seconds=duration_seconds,
+                warmup_seconds=warmup_seconds,
+                processes=client_processes,
+                server=None,
+                label=f"raw ledger {mode} (sqlite, {schema})",
+                progress=progress,
+                quiet_seconds=quiet_seconds,
+            )
+            phase["tx_per_s"] = phase["ok_per_s"]
+            result[mode] = phase
+    return result
+
+
 # --- (c) Ed25519 ----------------------------------------------------------------------------------
 
 
@@ -529,6 +726,7 @@ async def run(
     client_processes: int = 1,
     progress: bool = True,
     quiet_seconds: float = 0.0,
+    db: str = "postgres",
 ) -> dict[str, Any]:
     results: dict[str, Any] = {"ed25519": ed25519_us(), "bare": {}, "raw_ledger": {}}
     for clients in clients_list:
@@ -546,15 +744,27 @@ async def run(
                 )
         if "ledger" in only:
             for schema in schemas:
-                results["raw_ledger"].setdefault(schema, {})[clients] = await raw_ledger_ceiling(
-                    pg_admin_dsn,
-                    clients,
-                    duration_seconds,
-                    members=members,
-                    schema=schema,
-                    progress=progress,
-                    quiet_seconds=quiet_seconds,
-                )
+                if db == "sqlite":
+                    raw = await raw_sqlite_ledger_ceiling(
+                        clients,
+                        duration_seconds,
+                        members=members,
+                        schema=schema,
+                        client_processes=client_processes,
+                        progress=progress,
+                        quiet_seconds=quiet_seconds,
+                    )
+                else:
+                    raw = await raw_ledger_ceiling(
+                        pg_admin_dsn,
+                        clients,
+                        duration_seconds,
+                        members=members,
+                        schema=schema,
+                        progress=progress,
+                        quiet_seconds=quiet_seconds,
+                    )
+                results["raw_ledger"].setdefault(schema, {})[clients] = raw
     return results
 
 
@@ -565,11 +775,11 @@ def rows_for(results: dict[str, Any]) -> list[list[Any]]:
             rows.append(_row(f"bare Litestar + verify, {variant}", clients, r, "requests_per_s"))
     for schema, by_clients in results.get("raw_ledger", {}).items():
         for clients, r in by_clients.items():
-            for mode in ("random", "hot"):
+            for mode in ("random", "hot", "one_writer"):
                 if mode in r:
                     rows.append(
                         _row(
-                            f"raw asyncpg ledger tx, {mode} ({schema})",
+                            f"raw {r.get('driver', 'asyncpg')} ledger tx, {mode} ({schema})",
                             clients,
                             r[mode],
                             "tx_per_s",
@@ -586,7 +796,7 @@ def noisy_phases(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
                 found.append((f"bare {variant} c={clients}", r))
     for schema, by_clients in results.get("raw_ledger", {}).items():
         for clients, r in by_clients.items():
-            for mode in ("random", "hot"):
+            for mode in ("random", "hot", "one_writer"):
                 if r.get(mode, {}).get("noisy"):
                     found.append((f"raw ledger {mode} ({schema}) c={clients}", r[mode]))
     return found
@@ -660,6 +870,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--pg-admin-dsn", default=DEFAULT_PG_ADMIN_DSN)
+    parser.add_argument(
+        "--db", choices=["postgres", "sqlite"], default="postgres", help="for ceiling (b)"
+    )
     parser.add_argument("--clients", type=int, action="append", help="repeatable; default 16 64")
     parser.add_argument("--duration", type=float, default=15)
     parser.add_argument("--only", choices=["bare", "ledger"], action="append")
@@ -687,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
             client_processes=args.client_processes,
             progress=not args.no_progress,
             quiet_seconds=args.wait_quiet,
+            db=args.db,
         )
     )
     print(f"Ed25519 on this box: {results['ed25519']}")

@@ -22,12 +22,17 @@ What it does, per size:
 
 Nothing outside ``bench/`` is changed; the what-if indexes only ever exist in the throw-away DB.
 
+``--db sqlite``: steps 1-3 on a SQLite file in the work dir instead, migrated the same way and
+loaded with ``sqlite3`` ``executemany`` by ``bench.sqlite_load`` (same rows, one transaction per
+chunk, indexes re-created afterwards, then ANALYZE); step 4 is PostgreSQL-only and skipped.
+
 Run (from the repository root)::
 
     .venv/bin/python -m bench.settlement_scale --postings 1000000 --postings 10000000
     .venv/bin/python -m bench.settlement_scale --postings 200000 --members 100000 \
         --partners 1000 --pdf 1000           # 1,000 statements (+ their PDFs)
     .venv/bin/python -m bench.settlement_scale --postings 1000000 --history-postings 9000000
+    .venv/bin/python -m bench.settlement_scale --db sqlite --postings 200000 --members 100000
 
 Optional packages: ``tqdm`` (progress bars), ``psutil`` (RSS samples), ``py-spy`` (--py-spy).
 """
@@ -1312,18 +1317,32 @@ async def run(
     sign_concurrency: int = 1,
     keep_db: bool = False,
     work_dir: str | None = None,
+    db: str = "postgres",
 ) -> dict[str, Any]:
     """Load one synthetic business day of ``postings`` postings (``members`` members,
     ``partners`` partners; optionally ``history_postings`` more on the ``history_days`` before
     it), settle it in a child process, and return the timings (seconds), throughput and the
-    settling process's peak RSS. The database is created fresh and dropped afterwards."""
+    settling process's peak RSS. The database is created fresh and dropped afterwards.
+
+    ``db="sqlite"``: a SQLite file in the work dir instead (``pg_admin_dsn`` unused), loaded by
+    ``bench.sqlite_load``; the EXPLAIN / what-if analysis is PostgreSQL-only and skipped."""
     if not 1 <= history_days <= 300:
         raise ValueError("history_days must be 1..300 (lots must not expire within the window)")
-    dbname = f"bench_settle_{os.getpid()}_{secrets.token_hex(4)}"
-    url = _with_db(pg_admin_dsn, dbname)
+    if db not in ("postgres", "sqlite"):
+        raise ValueError(f"db must be postgres or sqlite, not {db!r}")
+    sqlite = db == "sqlite"
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="settlement-scale-"))
     work.mkdir(parents=True, exist_ok=True)
+    if sqlite:
+        from bench import sqlite_load
+
+        db_path = (work / "bench.sqlite3").resolve()
+        dbname, url = str(db_path), sqlite_load.sqlite_url(db_path)
+    else:
+        dbname = f"bench_settle_{os.getpid()}_{secrets.token_hex(4)}"
+        url = _with_db(pg_admin_dsn, dbname)
     result: dict[str, Any] = {
+        "db": db,
         "params": {
             "postings": postings,
             "partners": partners,
@@ -1335,14 +1354,15 @@ async def run(
             "member_skew": member_skew,
             "partner_zipf": partner_zipf,
             "sign_concurrency": sign_concurrency,
-            "cluster_by_time": cluster,
+            "cluster_by_time": cluster and not sqlite,
         },
         "database": dbname,
         "work_dir": str(work),
     }
-    admin = await asyncpg.connect(pg_admin_dsn)
+    admin = None if sqlite else await asyncpg.connect(pg_admin_dsn)
     try:
-        await admin.execute(f'CREATE DATABASE "{dbname}"')
+        if admin is not None:
+            await admin.execute(f'CREATE DATABASE "{dbname}"')
         started = time.perf_counter()
         try:
             s = time.perf_counter()
@@ -1375,14 +1395,33 @@ async def run(
                 chunk_members=chunk_members,
                 seed=seed,
             )
-            result["load"] = await load(
-                url,
-                gen,
-                progress=progress,
-                defer_indexes=defer_indexes,
-                vacuum=vacuum,
-                cluster=cluster,
-            )
+            if sqlite:
+                result["load"] = await asyncio.to_thread(
+                    sqlite_load.load_settlement,
+                    db_path,
+                    gen,
+                    partner_rows=partner_rows(len(gen.partners), gen.member_created_us),
+                    partner_columns=PARTNER_COLUMNS,
+                    table_columns=TABLE_COLUMNS,
+                    progress_bar=_bar(
+                        gen.day_entries * 2 + gen.history_entries * 2,
+                        "load postings",
+                        progress,
+                        "post",
+                    ),
+                    defer=defer_indexes,
+                    analyze=vacuum,
+                    maxrss_mb=_maxrss_mb,
+                )
+            else:
+                result["load"] = await load(
+                    url,
+                    gen,
+                    progress=progress,
+                    defer_indexes=defer_indexes,
+                    vacuum=vacuum,
+                    cluster=cluster,
+                )
             settle_cfg = {
                 "url": url,
                 "key": str(key_path),
@@ -1397,20 +1436,31 @@ async def run(
                     f"settlement did not publish: {result['settle']['status']}"
                     f" breaks={result['settle'].get('breaks')}"
                 )
-            if explain:
+            if explain and sqlite:
+                note = "EXPLAIN (ANALYZE, BUFFERS) and the what-ifs are PostgreSQL-only"
+                print(f"skipped on SQLite: {note}", file=sys.stderr)
+                result["explain"] = {"skipped": note}
+            elif explain:
                 result["explain"] = await explain_queries(
                     url, business_date, gen.partners, work, whatif
                 )
         finally:
             result["total_seconds"] = round(time.perf_counter() - started, 2)
             shutil.rmtree(work / "keys", ignore_errors=True)  # a throw-away signing key
-            if not keep_db:
+            if keep_db:
+                pass
+            elif admin is not None:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
                 result["database_dropped"] = True
+            else:
+                sqlite_load.remove_database(db_path)
+                result["database_dropped"] = True
     finally:
-        await admin.close()
+        if admin is not None:
+            await admin.close()
     settle = result["settle"]
     result["summary"] = {
+        "db": db,
         "postings": postings,
         "history_postings": history_postings,
         "partners": partners,
@@ -1431,6 +1481,7 @@ async def run(
 
 def _table(results: list[dict[str, Any]]) -> str:
     cols = [
+        ("db", "db"),
         ("postings", "postings"),
         ("history_postings", "history"),
         ("partners", "partners"),
@@ -1462,9 +1513,15 @@ def main(argv: list[str] | None = None) -> int:
         return _child_main(argv[1])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
+        "--db",
+        choices=["postgres", "sqlite"],
+        default="postgres",
+        help="sqlite: a SQLite file in the work dir (no EXPLAIN / what-ifs)",
+    )
+    parser.add_argument(
         "--dsn",
         default=os.environ.get("BENCH_PG_ADMIN_DSN", DEFAULT_DSN),
-        help="admin DSN (CREATE/DROP DATABASE)",
+        help="admin DSN (CREATE/DROP DATABASE); PostgreSQL only",
     )
     parser.add_argument(
         "--postings",
@@ -1501,7 +1558,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-indexes",
         action="store_true",
-        help="COPY into the indexed tables instead of rebuilding indexes",
+        help="load into the indexed tables instead of rebuilding indexes",
     )
     parser.add_argument(
         "--no-cluster",
@@ -1536,6 +1593,7 @@ def main(argv: list[str] | None = None) -> int:
                 pdf=args.pdf,
                 sign_concurrency=args.sign_concurrency,
                 keep_db=args.keep_db,
+                db=args.db,
             )
         )
         results.append(r)
