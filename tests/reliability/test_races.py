@@ -145,6 +145,14 @@ async def sweeper() -> int:
     return await sweep_expired_holds(Ledger(Settings(database_url=DATABASE_URL), now), "rel-sweep")
 
 
+async def sweeper_at(deadline: datetime) -> int:
+    """The sweeper's first pass after the deadline (a pass before it finds nothing to do, and
+    under load the requests sent at the deadline can arrive after it: then this pass is the
+    one resolution)."""
+    await asyncio.sleep(max(0.0, (deadline - now()).total_seconds() + 0.01))
+    return await sweeper()
+
+
 @pytest.mark.sqlite
 @pytest.mark.scenario("S5")
 async def test_s5_holds_race_and_a_hold_resolves_once(partner: Onboard, figures: Figures) -> None:
@@ -170,7 +178,7 @@ async def test_s5_holds_race_and_a_hold_resolves_once(partner: Onboard, figures:
     await asyncio.sleep(max(0.0, (deadline - now()).total_seconds() - 0.05))
     calls = [shop.post_until_final(f"/v1/redemptions/{hold_id}/capture") for _ in range(10)]
     calls += [shop.post_until_final(f"/v1/redemptions/{hold_id}/void") for _ in range(10)]
-    *answers, swept = await asyncio.gather(*calls, sweeper())
+    *answers, swept = await asyncio.gather(*calls, sweeper_at(deadline))
     resolutions = sum(1 for a in answers if a.status_code == 200) + swept
     assert resolutions == 1
     assert {(a.status_code, slug(a)) for a in answers if a.status_code != 200} == {
