@@ -355,3 +355,35 @@ async def test_an_entry_committing_during_reconciliation_is_no_false_break(
     monkeypatch.setattr(repository, "outstanding_now", earn_meanwhile)
     outcome = await settler_for(world).settle(day)
     assert outcome.status == "published", outcome.breaks
+
+
+async def test_csv_pages_meet_exactly_whatever_the_page_size(
+    world: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyset paging: pages of 1 and 2 rows give the same lines as one page, in time order
+    (entries sharing a posted_at_us are ordered by id)."""
+    from settlement import repository
+
+    day = fresh_date()
+    await build_worked_example(world, day)
+    run = await settler_for(world).prepare(day)
+    assert run[0].status == "running"
+    row = await db.fetch_one(
+        "SELECT period_start_us, period_end_us FROM settlement_runs WHERE business_date = {}",
+        day.isoformat(),
+    )
+    assert row is not None
+
+    async def lines(partner: str) -> list[str]:
+        found = repository.partner_transactions(
+            partner, row["period_start_us"], row["period_end_us"]
+        )
+        return [entry["id"] async for entry in found]
+
+    for partner in (world.cafe, world.fashion, world.fuel):
+        whole = await lines(partner)
+        assert whole, partner
+        for size in (1, 2):
+            monkeypatch.setattr(repository, "BATCH_ROWS", size)
+            assert await lines(partner) == whole
+        monkeypatch.undo()
