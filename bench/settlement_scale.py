@@ -1056,12 +1056,12 @@ async def explain_queries(
     txn_sql = (
         "SELECT id, kind, member_id, order_ref, points, posted_at_us, occurred_at_us"
         " FROM entries WHERE partner_id = {} AND posted_at_us < {}"
-        " AND (posted_at_us, id) > ({}, {})"
+        " AND (posted_at_us > {} OR (posted_at_us = {} AND id > {}))"
         " ORDER BY posted_at_us, id LIMIT {}"
     )
     queries["partner_transactions(first batch)"] = (
         txn_sql,
-        (partners[0], end, start - 1, "", 5000),
+        (partners[0], end, start - 1, start - 1, "", 5000),
     )
     for name in LEDGER_CHECKS:
         queries[f"check:{name}"] = (CHECKS[name], ())
@@ -1134,7 +1134,7 @@ async def _partner_csv_scan(
     for p in partners:
         after: tuple[int, str] = (start - 1, "")
         while True:
-            rows = await stmt.fetch(p, end, after[0], after[1], 5000)
+            rows = await stmt.fetch(p, end, after[0], after[0], after[1], 5000)
             rows_total += len(rows)
             if len(rows) < 5000:
                 break
