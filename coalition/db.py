@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,22 @@ async def fetch_one(sql: str, *args: Any) -> Row | None:
 
 async def execute(sql: str, *args: Any) -> None:
     await engine().run_querystring(QueryString(sql, *args))
+
+
+async def copy_csv(sql: str, args: Sequence[Any], sink: Callable[[bytes], Awaitable[None]]) -> None:
+    """PostgreSQL only: stream the rows of ``sql`` (``$n`` placeholders) as CSV into ``sink``,
+    formatted by the server (``COPY ... TO STDOUT``): no row passes through Python objects."""
+    db = engine()
+    assert isinstance(db, PostgresEngine), "COPY is PostgreSQL's"
+    if db.pool is not None:
+        async with db.pool.acquire() as conn:
+            await conn.copy_from_query(sql, *args, output=sink, format="csv")
+        return
+    conn = await db.get_new_connection()
+    try:
+        await conn.copy_from_query(sql, *args, output=sink, format="csv")
+    finally:
+        await conn.close()
 
 
 def for_update() -> str:

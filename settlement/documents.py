@@ -7,10 +7,9 @@ always has the same bytes. A signature is Ed25519 over the 32 raw bytes of the S
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import io
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,21 +73,40 @@ def transaction_row(entry: dict[str, Any]) -> list[Any]:
     ]
 
 
+# A value is quoted when it holds one of these: RFC 4180's minimal quoting, which is exactly what
+# PostgreSQL's COPY ... CSV writes (Python's csv module leaves a bare CR unquoted, which readers
+# take for the end of the line). Both ways of writing a statement give the same bytes.
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def csv_field(value: Any) -> str:
+    text = str(value)
+    if _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_line(row: Sequence[Any]) -> str:
+    return ",".join(map(csv_field, row)) + "\n"
+
+
 class CsvBody:
-    """A CSV written row by row (rows can stream from the database in batches)."""
+    """A CSV written row by row, or in chunks already CSV (PostgreSQL's COPY output)."""
 
     def __init__(self, columns: Sequence[str]) -> None:
-        self._out = io.StringIO(newline="")
-        self._writer = csv.writer(self._out, lineterminator="\n")
-        self._writer.writerow(columns)
+        self._parts: list[bytes] = []
+        self.add(columns)
 
     def add(self, row: Sequence[Any]) -> None:
-        self._writer.writerow(row)
+        self._parts.append(csv_line(row).encode())
+
+    def add_csv(self, chunk: bytes) -> None:
+        self._parts.append(chunk)
 
     def signed(self, keyid: str, key: Ed25519PrivateKey, statement_digest_value: str) -> bytes:
         """The rows, then ``# keyid``, ``# digest`` (over every byte before the first trailing
         ``#`` line), ``# signature`` and ``# statement-digest`` lines."""
-        body = self._out.getvalue().encode()
+        body = b"".join(self._parts)
         raw, digest = digest_header(body)
         trailer = (
             f"# keyid: {keyid}\n# digest: {digest}\n# signature: {sf_binary(key.sign(raw))}\n"

@@ -332,11 +332,16 @@ class Settler:
                 )
         else:
             csv_body = documents.CsvBody(documents.TRANSACTION_COLUMNS)
-            transactions = repository.partner_transactions(
-                partner_id, row["period_start_us"], row["period_end_us"]
-            )
-            async for entry in transactions:
-                csv_body.add(documents.transaction_row(entry))
+            start, end = row["period_start_us"], row["period_end_us"]
+            if db.is_postgres():
+
+                async def sink(chunk: bytes) -> None:
+                    csv_body.add_csv(chunk)
+
+                await repository.partner_transactions_csv(partner_id, start, end, sink)
+            else:
+                async for entry in repository.partner_transactions(partner_id, start, end):
+                    csv_body.add(documents.transaction_row(entry))
         signed_csv = csv_body.signed(keyid, key, digest)
         await db.execute(
             "UPDATE statements SET signed_json = {}, signed_csv = {}, statement_digest = {}"

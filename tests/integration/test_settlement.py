@@ -10,6 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from coalition import db
 from coalition.jobs import expire_lots
@@ -387,3 +389,74 @@ async def test_csv_pages_meet_exactly_whatever_the_page_size(
             monkeypatch.setattr(repository, "BATCH_ROWS", size)
             assert await lines(partner) == whole
         monkeypatch.undo()
+
+
+# Order refs are any text but NUL (which PostgreSQL text cannot hold); CSV's special characters
+# are drawn often enough to meet every quoting rule in 20 examples.
+_text = st.text(
+    st.one_of(
+        st.sampled_from(',"\r\n# é'),
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    )
+)
+_year_1_us, _year_9999_us = -62_135_596_800_000_000, 253_402_300_799_999_999
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    earns=st.lists(
+        st.tuples(
+            _text.filter(bool).map(lambda t: t[:128]),
+            st.one_of(st.none(), st.just(0), st.integers(_year_1_us, _year_9999_us)),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+@example(  # each quoting rule and the edges of the timestamp range, whatever is drawn
+    earns=[
+        ("cr\ronly", None),
+        ("lf\nonly", None),
+        ('a "quote"', None),
+        ("a,comma", None),
+        ("# not a trailer", 0),
+        (" plain é ", _year_1_us),
+        ("x", _year_9999_us),
+        ("before 1970", -1),
+    ]
+)
+async def test_copy_csv_is_byte_identical_to_python_rows(
+    world: Coalition, earns: list[tuple[str, int | None]]
+) -> None:
+    """PostgreSQL writes the statement lines with COPY; they must be the very bytes the Python
+    rows give (quotes, commas, CR and LF in order refs, years 1 to 9999, no occurred_at)."""
+    from settlement import repository
+
+    if not db.is_postgres():
+        pytest.skip("COPY is PostgreSQL's; SQLite signs with the Python rows")
+    member = await world.member()
+    for order_ref, occurred_at_us in earns:
+        world.clock.advance(microseconds=secrets.randbelow(10**6) + 1)
+        await world.ledger.earn(
+            world.cause(world.cafe),
+            member_id=member,
+            order_ref=order_ref,
+            points=5,
+            reason="r",
+            occurred_at_us=occurred_at_us,
+        )
+    end = 2**62
+    chunks: list[bytes] = []
+
+    async def sink(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    await repository.partner_transactions_csv(world.cafe, 0, end, sink)
+    by_python = [
+        documents.csv_line(documents.transaction_row(entry))
+        async for entry in repository.partner_transactions(world.cafe, 0, end)
+    ]
+    assert b"".join(chunks) == "".join(by_python).encode()
+    assert len(by_python) >= len(earns)
