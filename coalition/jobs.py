@@ -60,10 +60,12 @@ async def _expire_member(cause: Cause, member_id: str, now_us: int) -> int:
     entry = NewEntry(new_id("txn"), "expiry", cause, now_us, points, member_id=member_id)
     postings = [(member_account(member_id), -points)]
     postings += [(expired_account(issuer), n) for issuer, n in sorted(by_issuer.items())]
-    await journal.insert_entry(entry, postings)
+    writes = journal.Writes()
+    journal.insert_entry(writes, entry, postings)
     movements = [Movement(lot, "expire", -lot.remaining, -lot.remaining) for lot in lots]
-    await journal.insert_movements(entry, member_id, movements)
-    await journal.update_member(member_id, available=-points)
+    journal.insert_movements(writes, entry, member_id, movements)
+    journal.update_member(writes, member_id, available=-points)
+    await writes.run()
     return points
 
 

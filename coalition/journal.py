@@ -1,7 +1,9 @@
-"""All SQL the ledger writes with, hand-written for the hot path (one statement per row set).
+"""All SQL the ledger writes with, hand-written for the hot path.
 
 Every function here runs inside the caller's ``write_transaction``. Locks are taken in one
 order, member row first, so concurrent use cases on one member queue instead of deadlocking.
+A use case reads what it decides on, then collects all its writes in one :class:`Writes`,
+which PostgreSQL receives as a single statement: a round trip is the hot path's unit of cost.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from coalition.errors import NotFound
 from coalition.ledger import LotView, check_balanced
 
 MEMBER_COLUMNS = "id, status, available_points, held_points, debt_points"
+PARTNER_COLUMNS = ("id", "name", "roles", "status", "currency", "earn_rate", "bonus_cap_points")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,9 @@ class Cause:
     fingerprint: str | None = None
     job: str | None = None
     run_id: str | None = None
+    # The partner's row as its signature check read it (PARTNER_COLUMNS): a request's use case
+    # decides on it rather than reading it again, one round trip fewer.
+    partner: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +63,44 @@ class Movement:
     payee_id: str | None = None
 
 
-async def lock_member(member_id: str) -> dict[str, Any]:
+class Writes:
+    """The writes of one use case, none reading another's effect. PostgreSQL gets them as one
+    statement, a chain of data-modifying WITH queries (foreign keys are checked at its end, when
+    every row exists); SQLite, which holds its write lock anyway, one by one."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, tuple[Any, ...]]] = []
+
+    def add(self, sql: str, *args: Any) -> None:
+        self._parts.append((sql, args))
+
+    async def run(self) -> dict[str, Any] | None:
+        """Send them all; the first row the last one returns (``RETURNING``), if any."""
+        if not self._parts:
+            return None
+        *head, (last, last_args) = self._parts
+        if db.is_postgres() and head:
+            ctes = ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(head))
+            args = [arg for _, part_args in head for arg in part_args]
+            return await db.fetch_one(f"WITH {ctes} {last}", *args, *last_args)
+        for sql, args_ in head:
+            await db.execute(sql, *args_)
+        return await db.fetch_one(last, *last_args)
+
+
+def _next_lot_id_sql() -> str:
+    # Taken with the member lock, so the new lot can be written in the same chain as the
+    # movements that name it. SQLite: its write lock is held, so MAX + 1 cannot race.
+    if db.is_postgres():
+        return "nextval(pg_get_serial_sequence('lots', 'id'))"
+    return "(SELECT COALESCE(MAX(id), 0) + 1 FROM lots)"
+
+
+async def lock_member(member_id: str, *, new_lot_id: bool = False) -> dict[str, Any]:
+    """The member's row, locked; with ``new_lot_id``, also the id of a lot about to be written."""
+    extra = f", {_next_lot_id_sql()} AS new_lot_id" if new_lot_id else ""
     row = await db.fetch_one(
-        f"SELECT {MEMBER_COLUMNS} FROM members WHERE id = {{}}{db.for_update()}", member_id
+        f"SELECT {MEMBER_COLUMNS}{extra} FROM members WHERE id = {{}}{db.for_update()}", member_id
     )
     if row is None:
         raise NotFound(f"member {member_id} not found", member_id=member_id)
@@ -77,7 +118,7 @@ async def unexpired_lots(member_id: str, now_us: int) -> list[LotView]:
     return [LotView(**row) for row in rows]
 
 
-async def insert_entry(entry: NewEntry, postings: Sequence[tuple[str, int]]) -> None:
+def insert_entry(writes: Writes, entry: NewEntry, postings: Sequence[tuple[str, int]]) -> None:
     """The entry and its postings; refuses (as a bug) anything that does not balance."""
     postings = [(account, points) for account, points in postings if points != 0]
     check_balanced(postings)
@@ -113,17 +154,16 @@ async def insert_entry(entry: NewEntry, postings: Sequence[tuple[str, int]]) -> 
     postings_args: list[Any] = []
     for account, points in postings:
         postings_args += [entry.id, account, points, entry.posted_at_us]
-    if db.is_postgres():
-        # One round trip: PostgreSQL runs a data-modifying WITH and checks the foreign key at
-        # the end of the statement, when the entry exists.
-        await db.execute(f"WITH entry AS ({entry_sql}) {postings_sql}", *entry_args, *postings_args)
-    else:
-        await db.execute(entry_sql, *entry_args)
-        await db.execute(postings_sql, *postings_args)
+    writes.add(entry_sql, *entry_args)
+    writes.add(postings_sql, *postings_args)
 
 
-async def insert_movements(
-    entry: NewEntry, member_id: str, movements: Sequence[Movement], skip_lot: int | None = None
+def insert_movements(
+    writes: Writes,
+    entry: NewEntry,
+    member_id: str,
+    movements: Sequence[Movement],
+    skip_lot: int | None = None,
 ) -> None:
     """Record the lot movements and apply each one's change to its lot's ``remaining``
     (except ``skip_lot``'s: a lot created by this entry is written with its final value)."""
@@ -144,7 +184,7 @@ async def insert_movements(
             m.cleared_points,
             entry.posted_at_us,
         ]
-    await db.execute(
+    writes.add(
         "INSERT INTO lot_movements (entry_id, lot_id, issuer_id, member_id, payee_id, kind,"
         f" lot_points, liability_points, cleared_points, posted_at_us) VALUES {values}",
         *args,
@@ -154,19 +194,25 @@ async def insert_movements(
         deltas[m.lot.id] = deltas.get(m.lot.id, 0) + m.lot_points
     for lot_id, delta in sorted(deltas.items()):
         if delta and lot_id != skip_lot:
-            await db.execute(
-                "UPDATE lots SET remaining = remaining + {} WHERE id = {}", delta, lot_id
-            )
+            writes.add("UPDATE lots SET remaining = remaining + {} WHERE id = {}", delta, lot_id)
 
 
-async def insert_lot(
-    entry: NewEntry, member_id: str, issuer_id: str, points: int, repaid: int, expires_at_us: int
+def insert_lot(
+    writes: Writes,
+    entry: NewEntry,
+    lot_id: int,
+    member_id: str,
+    issuer_id: str,
+    points: int,
+    repaid: int,
+    expires_at_us: int,
 ) -> LotView:
     """A new lot of ``points``, ``repaid`` of them already gone to debts: its movements (the
     ``earn`` and any ``debt_repayment``) are recorded with ``skip_lot`` set to it."""
-    row = await db.fetch_one(
-        "INSERT INTO lots (member_id, issuer_id, entry_id, points, remaining, earned_at_us,"
-        " expires_at_us) VALUES ({}, {}, {}, {}, {}, {}, {}) RETURNING id",
+    writes.add(
+        "INSERT INTO lots (id, member_id, issuer_id, entry_id, points, remaining, earned_at_us,"
+        " expires_at_us) VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+        lot_id,
         member_id,
         issuer_id,
         entry.id,
@@ -175,14 +221,13 @@ async def insert_lot(
         entry.posted_at_us,
         expires_at_us,
     )
-    assert row is not None
-    return LotView(int(row["id"]), issuer_id, points - repaid, entry.posted_at_us, expires_at_us)
+    return LotView(lot_id, issuer_id, points - repaid, entry.posted_at_us, expires_at_us)
 
 
-async def update_member(
-    member_id: str, *, available: int = 0, held: int = 0, debt: int = 0
+def update_member(
+    writes: Writes, member_id: str, *, available: int = 0, held: int = 0, debt: int = 0
 ) -> None:
-    await db.execute(
+    writes.add(
         "UPDATE members SET available_points = available_points + {},"
         " held_points = held_points + {}, debt_points = debt_points + {} WHERE id = {}",
         available,
@@ -192,10 +237,10 @@ async def update_member(
     )
 
 
-async def credit_member(member_id: str, points: int, repaid: int, now_us: int) -> int:
-    """Add an earn (``repaid`` of it went to debts) and return the member's spendable points in
-    the same round trip: the balance less lots past expiry that the nightly job has not swept."""
-    row = await db.fetch_one(
+def credit_member(writes: Writes, member_id: str, points: int, repaid: int, now_us: int) -> None:
+    """Add an earn (``repaid`` of it went to debts); as the last write, it returns the member's
+    spendable points: the balance less lots past expiry that the nightly job has not swept."""
+    writes.add(
         "UPDATE members SET available_points = available_points + {},"
         " debt_points = debt_points - {} WHERE id = {}"
         " RETURNING available_points - (SELECT COALESCE(SUM(remaining), 0) FROM lots"
@@ -206,15 +251,11 @@ async def credit_member(member_id: str, points: int, repaid: int, now_us: int) -
         member_id,
         now_us,
     )
-    assert row is not None
-    return int(row["spendable"])
 
 
 async def load_partner(partner_id: str) -> dict[str, Any]:
     row = await db.fetch_one(
-        "SELECT id, name, roles, status, currency, earn_rate, bonus_cap_points FROM partners"
-        " WHERE id = {}",
-        partner_id,
+        f"SELECT {', '.join(PARTNER_COLUMNS)} FROM partners WHERE id = {{}}", partner_id
     )
     if row is None:
         raise NotFound(f"partner {partner_id} not found", partner_id=partner_id)
@@ -246,10 +287,10 @@ def lot_of(row: dict[str, Any]) -> LotView:
     )
 
 
-async def insert_hold(
-    hold_id: str, member_id: str, partner_id: str, points: int, expires_at_us: int
+def insert_hold(
+    writes: Writes, hold_id: str, member_id: str, partner_id: str, points: int, expires_at_us: int
 ) -> None:
-    await db.execute(
+    writes.add(
         "INSERT INTO holds (id, member_id, partner_id, points, captured_points, status,"
         " expires_at_us) VALUES ({}, {}, {}, {}, 0, 'held', {})",
         hold_id,
@@ -267,9 +308,11 @@ async def load_hold(hold_id: str) -> dict[str, Any]:
     return row
 
 
-async def close_hold(hold_id: str, status: str, captured_points: int, entry_id: str) -> None:
+def close_hold(
+    writes: Writes, hold_id: str, status: str, captured_points: int, entry_id: str
+) -> None:
     # The status guard makes a second resolution a no-op even if the lock order were broken.
-    await db.execute(
+    writes.add(
         "UPDATE holds SET status = {}, captured_points = {}, resolved_by = {}"
         " WHERE id = {} AND status = 'held'",
         status,
@@ -299,8 +342,10 @@ async def lot_of_entry(entry_id: str) -> LotView:
     return lot_of(row)
 
 
-async def insert_debt(member_id: str, creditor_id: str, entry_id: str, points: int) -> None:
-    await db.execute(
+def insert_debt(
+    writes: Writes, member_id: str, creditor_id: str, entry_id: str, points: int
+) -> None:
+    writes.add(
         "INSERT INTO debts (member_id, creditor_id, entry_id, points, remaining)"
         " VALUES ({}, {}, {}, {}, {})",
         member_id,
@@ -319,5 +364,5 @@ async def open_debts(member_id: str) -> list[dict[str, Any]]:
     )
 
 
-async def reduce_debt(debt_id: int, points: int) -> None:
-    await db.execute("UPDATE debts SET remaining = remaining - {} WHERE id = {}", points, debt_id)
+def reduce_debt(writes: Writes, debt_id: int, points: int) -> None:
+    writes.add("UPDATE debts SET remaining = remaining - {} WHERE id = {}", points, debt_id)

@@ -134,7 +134,7 @@ class Ledger:
         occurred_at_us: int | None,
     ) -> Earned:
         now = self.now_us()
-        member = await journal.lock_member(member_id)
+        member = await journal.lock_member(member_id, new_lot_id=True)
         entry = NewEntry(
             new_id("txn"),
             kind,
@@ -149,22 +149,37 @@ class Ledger:
             occurred_at_us=occurred_at_us,
         )
         expires_at = add_months_us(now, self.settings.lot_validity_months)
-        await journal.insert_entry(
-            entry, [(issued_account(issuer_id), -points), (member_account(member_id), points)]
-        )
         # Later earns pay the debt first; those points count as redeemed at the creditor.
         repayments = (
             repay_debts(points, await _open_debts(member_id)) if member["debt_points"] > 0 else []
         )
         repaid = sum(n for _, n in repayments)
+        writes = journal.Writes()
+        journal.insert_entry(
+            writes,
+            entry,
+            [(issued_account(issuer_id), -points), (member_account(member_id), points)],
+        )
         # The new lot is written with what its movements leave in it: one UPDATE fewer.
-        lot = await journal.insert_lot(entry, member_id, issuer_id, points, repaid, expires_at)
+        lot = journal.insert_lot(
+            writes,
+            entry,
+            int(member["new_lot_id"]),
+            member_id,
+            issuer_id,
+            points,
+            repaid,
+            expires_at,
+        )
         movements = [Movement(lot, "earn", points, points)]
         for debt, n in repayments:
             movements.append(Movement(lot, "debt_repayment", -n, -n, n, debt.creditor_id))
-            await journal.reduce_debt(debt.id, n)
-        await journal.insert_movements(entry, member_id, movements, skip_lot=lot.id)
-        available = await journal.credit_member(member_id, points, repaid, self.now_us())
+            journal.reduce_debt(writes, debt.id, n)
+        journal.insert_movements(writes, entry, member_id, movements, skip_lot=lot.id)
+        journal.credit_member(writes, member_id, points, repaid, self.now_us())
+        credited = await writes.run()
+        assert credited is not None
+        available = int(credited["spendable"])
         return Earned(entry.id, points, available, rfc3339(expires_at), repaid, rfc3339(now))
 
     # -- redeem, hold, capture, void ----------------------------------------------------------
@@ -211,8 +226,9 @@ class Ledger:
                 occurred_at_us=occurred_at_us,
             )
             sink = held_account(member_id) if hold else redeemed_account(partner["id"])
-            await journal.insert_entry(
-                entry, [(member_account(member_id), -points), (sink, points)]
+            writes = journal.Writes()
+            journal.insert_entry(
+                writes, entry, [(member_account(member_id), -points), (sink, points)]
             )
             if hold:
                 movements = [Movement(t.lot, "hold", -t.points, 0, 0, partner["id"]) for t in takes]
@@ -221,11 +237,12 @@ class Ledger:
                     Movement(t.lot, "redeem", -t.points, -t.points, t.points, partner["id"])
                     for t in takes
                 ]
-            await journal.insert_movements(entry, member_id, movements)
-            await journal.update_member(member_id, available=-points, held=points if hold else 0)
+            journal.insert_movements(writes, entry, member_id, movements)
+            journal.update_member(writes, member_id, available=-points, held=points if hold else 0)
             expires_at = now + ttl * 1_000_000 if hold else None
             if expires_at is not None:
-                await journal.insert_hold(entry.id, member_id, partner["id"], points, expires_at)
+                journal.insert_hold(writes, entry.id, member_id, partner["id"], points, expires_at)
+            await writes.run()
             return Redemption(
                 entry.id,
                 "held" if hold else "captured",
@@ -308,7 +325,9 @@ class Ledger:
             original_id=hold_id,
             resolves_hold_id=hold_id,
         )
-        await journal.insert_entry(
+        writes = journal.Writes()
+        journal.insert_entry(
+            writes,
             entry,
             [
                 (held_account(member_id), -held),
@@ -316,10 +335,11 @@ class Ledger:
                 (member_account(member_id), held - captured),
             ],
         )
-        await journal.insert_movements(entry, member_id, movements)
-        await journal.update_member(member_id, available=held - captured, held=-held)
+        journal.insert_movements(writes, entry, member_id, movements)
+        journal.update_member(writes, member_id, available=held - captured, held=-held)
         status = {"capture": "captured", "void": "voided", "hold_expiry": "expired"}[action]
-        await journal.close_hold(hold_id, status, captured, entry.id)
+        journal.close_hold(writes, hold_id, status, captured, entry.id)
+        await writes.run()
         return Redemption(
             hold_id,
             status,
@@ -421,13 +441,17 @@ class Ledger:
                 Movement(t.lot, "clawback", -t.points, -t.points, t.points, partner_id)
             )
             rest -= t.points
-        await journal.insert_entry(
-            entry, [(member_account(member_id), -points), (issued_account(partner_id), points)]
+        writes = journal.Writes()
+        journal.insert_entry(
+            writes,
+            entry,
+            [(member_account(member_id), -points), (issued_account(partner_id), points)],
         )
-        await journal.insert_movements(entry, member_id, movements)
+        journal.insert_movements(writes, entry, member_id, movements)
         if rest:
-            await journal.insert_debt(member_id, partner_id, entry.id, rest)
-        await journal.update_member(member_id, available=-points, debt=rest)
+            journal.insert_debt(writes, member_id, partner_id, entry.id, rest)
+        journal.update_member(writes, member_id, available=-points, debt=rest)
+        await writes.run()
         return rest
 
     async def _reverse_redemption(
@@ -448,11 +472,15 @@ class Ledger:
             Movement(t.lot, "redemption_reversal", t.points, t.points, -t.points, payee)
             for t in back
         ]
-        await journal.insert_entry(
-            entry, [(redeemed_account(payee), -points), (member_account(member_id), points)]
+        writes = journal.Writes()
+        journal.insert_entry(
+            writes,
+            entry,
+            [(redeemed_account(payee), -points), (member_account(member_id), points)],
         )
-        await journal.insert_movements(entry, member_id, movements)
-        await journal.update_member(member_id, available=points)
+        journal.insert_movements(writes, entry, member_id, movements)
+        journal.update_member(writes, member_id, available=points)
+        await writes.run()
 
     def value(self, points: int) -> Money:
         currency = self.settings.settlement_currency
@@ -462,7 +490,7 @@ class Ledger:
 async def _partner_may(cause: Cause, role: str) -> dict[str, Any]:
     if cause.partner_id is None:
         raise LedgerInvariantError("a partner request needs a partner")
-    partner = await journal.load_partner(cause.partner_id)
+    partner = cause.partner or await journal.load_partner(cause.partner_id)
     if partner["status"] != "active":
         raise Forbidden(f"partner {partner['id']} is suspended", partner_id=partner["id"])
     if role not in partner["roles"].split(","):

@@ -55,7 +55,13 @@ class Api:
 
 
 def cause_of(caller: Caller) -> Cause:
-    return Cause(caller.partner_id, caller.key_id, caller.idempotency_key, caller.fingerprint)
+    return Cause(
+        caller.partner_id,
+        caller.key_id,
+        caller.idempotency_key,
+        caller.fingerprint,
+        partner=caller.partner,
+    )
 
 
 async def keyed(

@@ -46,6 +46,7 @@ class Caller:
     key_id: str
     idempotency_key: str | None
     fingerprint: str | None
+    partner: dict[str, Any] | None = None  # the partner's row, read with the key
 
 
 def idempotency_key(header: str | None) -> str:
@@ -87,7 +88,8 @@ async def verify(
         max_age_seconds=settings.signature_max_age_seconds,
         clock_skew_seconds=settings.signature_clock_skew_seconds,
     )
-    partner_id, public_key = await verification_key(parsed.keyid, to_us(now))
+    partner, public_key = await verification_key(parsed.keyid, to_us(now))
+    partner_id = partner["id"]
     covered = {
         name: ", ".join(headers.getall(name))
         for name in parsed.components
@@ -110,12 +112,13 @@ async def verify(
             raise UnsupportedMediaType("request bodies must not be Content-Encoded")
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
-        return Caller(partner_id, parsed.keyid, key, fingerprint(method, raw_path, raw_query, body))
+        request_fingerprint = fingerprint(method, raw_path, raw_query, body)
+        return Caller(partner_id, parsed.keyid, key, request_fingerprint, partner)
     if parsed.nonce is not None:
         ttl = settings.signature_max_age_seconds + settings.signature_clock_skew_seconds
         if not await guards.claim_nonce(parsed.keyid, parsed.nonce, ttl):
             raise Replayed("this nonce was already used with this key")
-    return Caller(partner_id, parsed.keyid, None, None)
+    return Caller(partner_id, parsed.keyid, None, None, partner)
 
 
 class UnsupportedMediaType(InvalidInput):

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from coalition import db
 from coalition.errors import AlreadyExists, InvalidInput, NotFound
+from coalition.journal import PARTNER_COLUMNS
 from coalition.ledger import new_id, rfc3339
 from partners.signing import KEY_UNKNOWN, SignatureError
 from partners.tables import PartnerKey
@@ -183,15 +184,19 @@ def describe(row: dict[str, Any], now_us: int) -> dict[str, Any]:
     }
 
 
-async def verification_key(keyid: str, now_us: int) -> tuple[str, Ed25519PublicKey]:
-    """The partner and public key for ``keyid`` if it is usable now; else ``key-unknown``."""
+async def verification_key(keyid: str, now_us: int) -> tuple[dict[str, Any], Ed25519PublicKey]:
+    """The partner's row (``journal.PARTNER_COLUMNS``) and the public key for ``keyid`` if it
+    is usable now; else ``key-unknown``. One query: the use case decides on this partner row."""
+    partner_columns = ", ".join(f"p.{c} AS partner_{c}" for c in PARTNER_COLUMNS)
     row = await db.fetch_one(
-        "SELECT partner_id, public_key, not_before_us, not_after_us, revoked_at_us"
-        " FROM partner_keys WHERE keyid = {}",
+        "SELECT k.public_key, k.not_before_us, k.not_after_us, k.revoked_at_us,"
+        f" {partner_columns} FROM partner_keys k JOIN partners p ON p.id = k.partner_id"
+        " WHERE k.keyid = {}",
         keyid,
     )
     if row is None or row["revoked_at_us"] is not None:
         raise SignatureError(KEY_UNKNOWN, "unknown or revoked keyid")
     if not row["not_before_us"] <= now_us < row["not_after_us"]:
         raise SignatureError(KEY_UNKNOWN, "this key is not valid at this time")
-    return row["partner_id"], Ed25519PublicKey.from_public_bytes(b64url_decode(row["public_key"]))
+    partner = {c: row[f"partner_{c}"] for c in PARTNER_COLUMNS}
+    return partner, Ed25519PublicKey.from_public_bytes(b64url_decode(row["public_key"]))
