@@ -6,6 +6,7 @@ Piccolo resolves its engine from ``coalition.piccolo_conf``, which builds it fro
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -113,8 +114,37 @@ def _check_deadline(started: float) -> None:
 
 async def fetch(sql: str, *args: Any) -> list[Row]:
     """Run hand-written SQL through Piccolo's engine; ``{}`` are placeholders for ``args``."""
-    rows: Sequence[Any] = await engine().run_querystring(QueryString(sql, *args))
+    db = engine()
+    rows: Sequence[Any]
+    if isinstance(db, PostgresEngine):
+        rows = await _postgres_fetch(db, numbered(sql), args)
+    else:
+        rows = await db.run_querystring(QueryString(sql, *args))
     return [dict(row) for row in rows]
+
+
+@functools.lru_cache(maxsize=1024)
+def numbered(sql: str) -> str:
+    """``sql`` as Piccolo compiles it for PostgreSQL (``{}`` -> ``$1, $2, ...``), once per text:
+    compiling on every call cost 15-55 µs a statement on the hot path."""
+    query, _ = QueryString(sql, *[None] * sql.count("{}")).compile_string(engine_type="postgres")
+    return query
+
+
+async def _postgres_fetch(db: PostgresEngine, query: str, args: Sequence[Any]) -> Sequence[Any]:
+    """What ``run_querystring`` does with a compiled query: the current transaction's
+    connection, else one from the pool."""
+    transaction = db.current_transaction.get()
+    if transaction is not None:
+        return await transaction.connection.fetch(query, *args)  # type: ignore[no-any-return]
+    if db.pool is not None:
+        async with db.pool.acquire() as connection:
+            return await connection.fetch(query, *args)  # type: ignore[no-any-return]
+    connection = await db.get_new_connection()
+    try:
+        return await connection.fetch(query, *args)  # type: ignore[no-any-return]
+    finally:
+        await connection.close()
 
 
 async def fetch_one(sql: str, *args: Any) -> Row | None:
@@ -123,7 +153,7 @@ async def fetch_one(sql: str, *args: Any) -> Row | None:
 
 
 async def execute(sql: str, *args: Any) -> None:
-    await engine().run_querystring(QueryString(sql, *args))
+    await fetch(sql, *args)
 
 
 async def copy_csv(sql: str, args: Sequence[Any], sink: Callable[[bytes], Awaitable[None]]) -> None:

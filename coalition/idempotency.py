@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
 
 from coalition import db
 from coalition.errors import CoalitionError, IdempotencyKeyReused
-from coalition.journal import Cause
+from coalition.journal import Cause, Pending, Writes
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -27,28 +27,40 @@ UNIQUE_VIOLATIONS = (asyncpg.UniqueViolationError, sqlite3.IntegrityError)
 async def run_keyed(
     cause: Cause,
     result_type: type[T],
-    operation: Callable[[], Awaitable[T]],
+    operation: Callable[[], Awaitable[T | Pending[T]]],
     now_us: Callable[[], int],
 ) -> tuple[T, bool]:
     """Run ``operation`` in one write transaction, at most once per (partner, key).
 
     Returns ``(result, replayed)``; raises the (possibly remembered) ``CoalitionError``.
     Callers look for a stored answer first (``replay``), outside the transaction; a twin that
-    completes after that look is caught here by the unique index on the record.
+    completes after that look is caught here by the unique index on the record. An operation
+    that answers ``Pending`` leaves its writes to be sent here, with the record among them.
     """
     if cause.idempotency_key is None:
         async with db.write_transaction():
-            return await operation(), False
+            outcome = await operation()
+            if isinstance(outcome, Pending):
+                await outcome.writes.run()
+                return outcome.result, False
+            return outcome, False
     try:
         async with db.write_transaction():
-            result = await operation()
-            await _insert_record(cause, "ok", msgspec.json.encode(result), now_us())
+            outcome = await operation()
+            if isinstance(outcome, Pending):
+                result, writes = outcome.result, outcome.writes
+            else:
+                result, writes = outcome, Writes()
+            _add_record(writes, cause, "ok", msgspec.json.encode(result), now_us())
+            await writes.run()
         return result, False
     except CoalitionError as rejection:
         failure: Exception = rejection
         try:
             async with db.write_transaction():
-                await _insert_record(cause, "error", rejection.to_record(), now_us())
+                writes = Writes()
+                _add_record(writes, cause, "error", rejection.to_record(), now_us())
+                await writes.run()
         except UNIQUE_VIOLATIONS:
             pass  # a concurrent twin stored its outcome first: answer with that one
         else:
@@ -81,18 +93,23 @@ async def replay(cause: Cause, result_type: type[T]) -> T | None:
     return msgspec.json.decode(row["result"], type=result_type)
 
 
-async def _insert_record(cause: Cause, outcome: str, result: bytes, now_us: int) -> None:
-    # The entry this key produced, if any, is found by the same (partner, key) pair.
-    await db.execute(
+def _add_record(writes: Writes, cause: Cause, outcome: str, result: bytes, now_us: int) -> None:
+    # The entry this key produced, if any: named by the writes that post it (the same statement
+    # cannot see that row), else found by the same (partner, key) pair.
+    entry: tuple[Any, ...] = (writes.entry_id,)
+    entry_sql = "{}"
+    if writes.entry_id is None:
+        entry = (cause.partner_id, cause.idempotency_key)
+        entry_sql = "(SELECT id FROM entries WHERE partner_id = {} AND idempotency_key = {})"
+    writes.add(
         "INSERT INTO idempotency_records (partner_id, idempotency_key, fingerprint, outcome,"
-        " result, entry_id, created_at_us) VALUES ({}, {}, {}, {}, {},"
-        " (SELECT id FROM entries WHERE partner_id = {} AND idempotency_key = {}), {})",
+        " result, entry_id, created_at_us)"
+        f" VALUES ({{}}, {{}}, {{}}, {{}}, {{}}, {entry_sql}, {{}})",
         cause.partner_id,
         cause.idempotency_key,
         cause.fingerprint or "",
         outcome,
         result.decode(),
-        cause.partner_id,
-        cause.idempotency_key,
+        *entry,
         now_us,
     )

@@ -82,7 +82,8 @@ async def sweep_expired_holds(ledger: Ledger, run_id: str, limit: int = 1000) ->
     for row in rows:
         try:
             async with db.write_transaction():
-                await ledger.resolve_hold(cause, row["id"], "hold_expiry", None)
+                resolved_hold = await ledger.resolve_hold(cause, row["id"], "hold_expiry", None)
+                await resolved_hold.writes.run()
             resolved += 1
         except CoalitionError:
             pass  # captured or voided between our read and the member lock: nothing to do

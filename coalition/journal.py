@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from coalition import db
 from coalition.errors import NotFound
 from coalition.ledger import LotView, check_balanced
+
+T = TypeVar("T")
 
 MEMBER_COLUMNS = "id, status, available_points, held_points, debt_points"
 PARTNER_COLUMNS = ("id", "name", "roles", "status", "currency", "earn_rate", "bonus_cap_points")
@@ -70,6 +72,7 @@ class Writes:
 
     def __init__(self) -> None:
         self._parts: list[tuple[str, tuple[Any, ...]]] = []
+        self.entry_id: str | None = None  # the entry these writes post, once added
 
     def add(self, sql: str, *args: Any) -> None:
         self._parts.append((sql, args))
@@ -86,6 +89,15 @@ class Writes:
         for sql, args_ in head:
             await db.execute(sql, *args_)
         return await db.fetch_one(last, *last_args)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending(Generic[T]):
+    """A use case's answer with its writes not yet sent: ``run_keyed`` adds the idempotency
+    record to them, so the record costs no round trip of its own."""
+
+    result: T
+    writes: Writes
 
 
 def _next_lot_id_sql() -> str:
@@ -122,6 +134,7 @@ def insert_entry(writes: Writes, entry: NewEntry, postings: Sequence[tuple[str, 
     """The entry and its postings; refuses (as a bug) anything that does not balance."""
     postings = [(account, points) for account, points in postings if points != 0]
     check_balanced(postings)
+    writes.entry_id = entry.id
     c = entry.cause
     entry_sql = (
         "INSERT INTO entries (id, kind, partner_id, member_id, points, amount_minor, currency,"

@@ -24,7 +24,7 @@ from coalition.errors import (
     ReversalExceedsOriginal,
 )
 from coalition.idempotency import run_keyed
-from coalition.journal import Cause, Movement, NewEntry
+from coalition.journal import Cause, Movement, NewEntry, Pending
 from coalition.ledger import (
     DebtView,
     Take,
@@ -61,7 +61,10 @@ class Ledger:
         return now_us(self.clock)
 
     async def _run(
-        self, cause: Cause, result_type: type[T], operation: Callable[[], Awaitable[T]]
+        self,
+        cause: Cause,
+        result_type: type[T],
+        operation: Callable[[], Awaitable[T | Pending[T]]],
     ) -> tuple[T, bool]:
         return await run_keyed(cause, result_type, operation, self.now_us)
 
@@ -202,7 +205,7 @@ class Ledger:
                 f"hold_ttl_seconds above the maximum of {self.settings.hold_ttl_max_seconds}"
             )
 
-        async def operation() -> Redemption:
+        async def operation() -> Pending[Redemption]:
             partner = await _partner_may(cause, "redeem")
             now = self.now_us()
             member = await journal.lock_member(member_id)
@@ -242,8 +245,7 @@ class Ledger:
             expires_at = now + ttl * 1_000_000 if hold else None
             if expires_at is not None:
                 journal.insert_hold(writes, entry.id, member_id, partner["id"], points, expires_at)
-            await writes.run()
-            return Redemption(
+            redemption = Redemption(
                 entry.id,
                 "held" if hold else "captured",
                 points,
@@ -251,6 +253,7 @@ class Ledger:
                 rfc3339(expires_at) if expires_at else None,
                 rfc3339(now),
             )
+            return Pending(redemption, writes)
 
         return await self._run(cause, Redemption, operation)
 
@@ -259,14 +262,14 @@ class Ledger:
     ) -> tuple[Redemption, bool]:
         """Make a hold final, fully or in part; the uncaptured rest goes back to its lots."""
 
-        async def operation() -> Redemption:
+        async def operation() -> Pending[Redemption]:
             await _partner_may(cause, "redeem")
             return await self.resolve_hold(cause, redemption_id, "capture", points)
 
         return await self._run(cause, Redemption, operation)
 
     async def void(self, cause: Cause, redemption_id: str) -> tuple[Redemption, bool]:
-        async def operation() -> Redemption:
+        async def operation() -> Pending[Redemption]:
             await _partner_may(cause, "redeem")
             return await self.resolve_hold(cause, redemption_id, "void", None)
 
@@ -274,11 +277,12 @@ class Ledger:
 
     async def resolve_hold(
         self, cause: Cause, hold_id: str, action: str, capture_points: int | None
-    ) -> Redemption:
+    ) -> Pending[Redemption]:
         """Capture, void or time out a hold (``action``: capture | void | hold_expiry).
 
-        Runs inside the caller's transaction. Exactly one resolution per hold: the member row
-        lock serialises racing resolutions and the unique ``resolves_hold_id`` backs it.
+        Runs inside the caller's transaction, which sends the writes it answers with. Exactly
+        one resolution per hold: the member row lock serialises racing resolutions and the
+        unique ``resolves_hold_id`` backs it.
         """
         now = self.now_us()
         hold = await journal.load_hold(hold_id)
@@ -339,8 +343,7 @@ class Ledger:
         journal.update_member(writes, member_id, available=held - captured, held=-held)
         status = {"capture": "captured", "void": "voided", "hold_expiry": "expired"}[action]
         journal.close_hold(writes, hold_id, status, captured, entry.id)
-        await writes.run()
-        return Redemption(
+        redemption = Redemption(
             hold_id,
             status,
             captured if action == "capture" else held,
@@ -348,6 +351,7 @@ class Ledger:
             None,
             rfc3339(now),
         )
+        return Pending(redemption, writes)
 
     # -- reversals ----------------------------------------------------------------------------
 
@@ -362,7 +366,7 @@ class Ledger:
     ) -> tuple[Reversal, bool]:
         """Reverse an earn or a captured redemption, fully or in part, up to the original."""
 
-        async def operation() -> Reversal:
+        async def operation() -> Pending[Reversal]:
             original = await journal.load_entry(transaction_id)
             if original is None:
                 raise NotFound(f"transaction {transaction_id} not found")
@@ -392,12 +396,14 @@ class Ledger:
                 reason=reason,
                 order_ref=order_ref,
             )
+            writes = journal.Writes()
             if entry_kind == "earn_reversal":
-                debt = await self._reverse_earn(entry, original, wanted)
+                debt = await self._reverse_earn(writes, entry, original, wanted)
             else:
                 debt = 0
-                await self._reverse_redemption(entry, original, wanted)
-            return Reversal(entry.id, transaction_id, wanted, debt, rfc3339(entry.posted_at_us))
+                await self._reverse_redemption(writes, entry, original, wanted)
+            reversal = Reversal(entry.id, transaction_id, wanted, debt, rfc3339(entry.posted_at_us))
+            return Pending(reversal, writes)
 
         return await self._run(cause, Reversal, operation)
 
@@ -417,7 +423,9 @@ class Ledger:
             raise InvalidInput(f"a {kind} transaction cannot be reversed")
         return total - await journal.reversed_points(original["id"])
 
-    async def _reverse_earn(self, entry: NewEntry, original: dict[str, Any], points: int) -> int:
+    async def _reverse_earn(
+        self, writes: journal.Writes, entry: NewEntry, original: dict[str, Any], points: int
+    ) -> int:
         """Take from the original lot, then the member's other lots (redeemed at the reversing
         partner), and turn what is still missing into debt owed to that partner."""
         member_id, partner_id = original["member_id"], original["partner_id"]
@@ -441,7 +449,6 @@ class Ledger:
                 Movement(t.lot, "clawback", -t.points, -t.points, t.points, partner_id)
             )
             rest -= t.points
-        writes = journal.Writes()
         journal.insert_entry(
             writes,
             entry,
@@ -451,11 +458,10 @@ class Ledger:
         if rest:
             journal.insert_debt(writes, member_id, partner_id, entry.id, rest)
         journal.update_member(writes, member_id, available=-points, debt=rest)
-        await writes.run()
         return rest
 
     async def _reverse_redemption(
-        self, entry: NewEntry, original: dict[str, Any], points: int
+        self, writes: journal.Writes, entry: NewEntry, original: dict[str, Any], points: int
     ) -> None:
         """Give the points back to the lots the redemption took them from."""
         member_id, payee = original["member_id"], original["partner_id"]
@@ -472,7 +478,6 @@ class Ledger:
             Movement(t.lot, "redemption_reversal", t.points, t.points, -t.points, payee)
             for t in back
         ]
-        writes = journal.Writes()
         journal.insert_entry(
             writes,
             entry,
@@ -480,7 +485,6 @@ class Ledger:
         )
         journal.insert_movements(writes, entry, member_id, movements)
         journal.update_member(writes, member_id, available=points)
-        await writes.run()
 
     def value(self, points: int) -> Money:
         currency = self.settings.settlement_currency
