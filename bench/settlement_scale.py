@@ -34,7 +34,8 @@ Run (from the repository root)::
     .venv/bin/python -m bench.settlement_scale --postings 1000000 --history-postings 9000000
     .venv/bin/python -m bench.settlement_scale --db sqlite --postings 200000 --members 100000
 
-Optional packages: ``tqdm`` (progress bars), ``psutil`` (RSS samples), ``py-spy`` (--py-spy).
+Uses ``tqdm`` (progress bars) and ``psutil`` (RSS samples) from the dev extras; ``py-spy``
+(optional) for --py-spy.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -68,15 +70,10 @@ DEFAULT_DATE = date(2026, 3, 10)
 DAY_US = 86_400 * 1_000_000
 LOT_VALIDITY_MONTHS = 24  # Settings.lot_validity_months default
 
-try:  # optional
-    from tqdm import tqdm as _tqdm  # type: ignore[import-untyped,unused-ignore]
-except ImportError:  # pragma: no cover
-    _tqdm = None
-
 
 def _bar(total: int, desc: str, enabled: bool, unit: str = "it") -> Any:
-    if enabled and _tqdm is not None:
-        return _tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr)
+    if enabled:
+        return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr)
 
     class _Null:
         def update(self, n: int = 1) -> None: ...
@@ -1163,7 +1160,7 @@ async def run(
     whatif: bool = True,
     py_spy: bool = False,
     pdf: int = 0,
-    sign_concurrency: int = 1,
+    sign_concurrency: int | None = None,
     keep_db: bool = False,
     work_dir: str | None = None,
     db: str = "postgres",
@@ -1180,6 +1177,10 @@ async def run(
     if db not in ("postgres", "sqlite"):
         raise ValueError(f"db must be postgres or sqlite, not {db!r}")
     sqlite = db == "sqlite"
+    if sign_concurrency is None:  # as `coalition settle` signs
+        from settlement.service import SIGN_CONCURRENCY
+
+        sign_concurrency = 1 if sqlite else SIGN_CONCURRENCY
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="settlement-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     if sqlite:
@@ -1400,7 +1401,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--pdf", type=int, default=0, help="also render N statements as PDF")
-    parser.add_argument("--sign-concurrency", type=int, default=1)
+    parser.add_argument(
+        "--sign-concurrency",
+        type=int,
+        help="statements signed at once (default: what `coalition settle` does, 1 on SQLite)",
+    )
     parser.add_argument("--py-spy", action="store_true", help="profile the settling child")
     parser.add_argument("--no-explain", action="store_true")
     parser.add_argument("--no-whatif", action="store_true")

@@ -11,6 +11,7 @@ Every step can run again after a crash: rows are keyed by date and partner and w
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -33,6 +34,10 @@ from settlement.reconciliation import (
 )
 
 OPERATOR = "*"  # the operator summary's partner id
+# Statements ``settle`` signs at once on PostgreSQL: while one partner's COPY runs in the server,
+# another's CSV is hashed and stored (10M-posting day: docs/performance.md). The arq worker gets
+# the same overlap from its concurrent jobs. SQLite has one writer: there, one at a time.
+SIGN_CONCURRENCY = 4
 PAIRS_PER_INSERT = 500  # 3,500 parameters: within SQLite's and PostgreSQL's limits
 SUMMARY_COLUMNS = (
     "partner_id",
@@ -375,8 +380,15 @@ class Settler:
     async def settle(self, business_date: date) -> RunOutcome:
         """Settle one date in this process (the worker fans phase 2 out instead)."""
         outcome, pending = await self.prepare(business_date)
-        for partner_id in pending:
-            await self.sign_statement(business_date, partner_id)
+        slots = asyncio.Semaphore(SIGN_CONCURRENCY if db.is_postgres() else 1)
+
+        async def sign(partner_id: str) -> None:
+            async with slots:
+                await self.sign_statement(business_date, partner_id)
+
+        async with asyncio.TaskGroup() as signing:  # one failure cancels the rest
+            for partner_id in pending:
+                signing.create_task(sign(partner_id))
         if outcome.status == "running":
             await self.publish_if_complete(business_date)
         return _outcome(await _run_row(business_date))
