@@ -558,8 +558,8 @@ async def run(
                         }
                         results["profile"] = profile
                 finally:
-                    code = server.stop()
-                    results.setdefault("server_exit", {})[variant] = code
+                    exit_code = server.stop()
+                    results.setdefault("server_exit", {})[variant] = exit_code
                     results.setdefault("server_log_tail", {})[variant] = server.tail(600)
         # cross-check: every 2xx the clients saw is one entry in the database, and no more
         in_db = await entry_counts(dsn)
@@ -689,7 +689,8 @@ async def compare(
 
 
 def _writes_per_s(phase: dict[str, Any]) -> float:
-    return round(sum(v["per_s"] for op, v in phase["by_op"].items() if op != "balance"), 1)
+    total: float = sum(v["per_s"] for op, v in phase["by_op"].items() if op != "balance")
+    return round(total, 1)
 
 
 def ratios(out: dict[str, Any]) -> dict[str, Any]:
@@ -746,7 +747,7 @@ def print_report(out: dict[str, Any]) -> None:
     )
     if "ed25519" in out:
         print(f"Ed25519: {out['ed25519']}")
-    print(c.table(rows, c.HEADER))
+    print(table(rows, c.HEADER))
     print(c.CPU_NOTE)
     noisy = [r[0] for r in rows if "[NOISY]" in str(r[0])]
     if noisy:

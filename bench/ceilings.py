@@ -345,7 +345,9 @@ class RawLedgerScenario(Scenario):
         stats.record("ledger_tx", status, started, time.perf_counter(), body)
 
 
-async def _prepare_ledger_db(admin_dsn: str, name: str, schema: str, members: int, progress: bool):
+async def _prepare_ledger_db(
+    admin_dsn: str, name: str, schema: str, members: int, progress: bool
+) -> str:
     import asyncpg
 
     dsn = await create_database(admin_dsn, name)

@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil  # CPU accounting of the other processes
+from tqdm import tqdm as _tqdm
+
 REPO = Path(__file__).resolve().parent.parent
 _VENV_PY = REPO / ".venv" / "bin" / "python"
 PYTHON = str(_VENV_PY) if _VENV_PY.exists() else sys.executable
@@ -53,16 +56,6 @@ STOP_TIMEOUT_SECONDS = 20.0
 ERROR_SAMPLES = 5
 LINGER_SECONDS = 1.5  # connections stay open this long after the measured window
 
-try:  # optional: progress bars
-    from tqdm import tqdm as _tqdm
-except ImportError:  # pragma: no cover
-    _tqdm = None
-
-try:  # optional: CPU accounting of the other processes
-    import psutil
-except ImportError:  # pragma: no cover
-    psutil = None
-
 
 # --- progress bars -----------------------------------------------------------------------------
 
@@ -74,8 +67,8 @@ class _NullBar:
 
 
 def bar(total: float | None, desc: str, enabled: bool = True, unit: str = "it") -> Any:
-    """A tqdm bar on stderr, or a no-op when disabled or tqdm is missing."""
-    if enabled and _tqdm is not None:
+    """A tqdm bar on stderr, or a no-op when disabled."""
+    if enabled:
         return _tqdm(
             total=total,
             desc=desc,
@@ -171,8 +164,6 @@ class ServerProcess:
         """The server and its worker processes."""
         if self.proc is None:
             return []
-        if psutil is None:
-            return [self.proc.pid]
         try:
             me = psutil.Process(self.proc.pid)
             return [me.pid, *(c.pid for c in me.children(recursive=True))]
@@ -182,7 +173,9 @@ class ServerProcess:
     def worker_pids(self) -> list[int]:
         return self.pids()[1:]
 
-    async def wait_ready(self, path: str = "/health", limit: float = STARTUP_TIMEOUT_SECONDS):
+    async def wait_ready(
+        self, path: str = "/health", limit: float = STARTUP_TIMEOUT_SECONDS
+    ) -> None:
         deadline = time.monotonic() + limit
         last: Any = None
         while time.monotonic() < deadline:
@@ -234,8 +227,6 @@ class ServerProcess:
 def _cpu_seconds(pids: Sequence[int]) -> dict[int, tuple[float, float]]:
     """(user, system) CPU seconds per pid."""
     out: dict[int, tuple[float, float]] = {}
-    if psutil is None:
-        return out
     for pid in pids:
         try:
             t = psutil.Process(pid).cpu_times()
@@ -248,8 +239,6 @@ def _cpu_seconds(pids: Sequence[int]) -> dict[int, tuple[float, float]]:
 def named_pids(
     name: str, cmdline_contains: str | None = None, cmdline_lacks: str | None = None
 ) -> list[int]:
-    if psutil is None:
-        return []
     pids = []
     for p in psutil.process_iter(["name", "cmdline"]):
         try:
@@ -287,23 +276,22 @@ class CpuMeter:
             claimed.update(mine)
             snap[name] = _cpu_seconds(mine)
             snap[f"_n_{name}"] = len(snap[name])
-        if psutil is not None:
-            t = psutil.cpu_times()
-            snap["_machine"] = t._asdict()
-            snap["_all"] = {}
-            for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
-                with contextlib.suppress(psutil.Error, TypeError):
-                    ct = proc.info["cpu_times"]
-                    label = " ".join(proc.info["cmdline"] or [proc.info["name"] or "?"])[:70]
-                    snap["_all"][proc.pid] = (ct.user + ct.system, label)
+        t = psutil.cpu_times()
+        snap["_machine"] = t._asdict()
+        snap["_all"] = {}
+        for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+            with contextlib.suppress(psutil.Error, TypeError):
+                ct = proc.info["cpu_times"]
+                label = " ".join(proc.info["cmdline"] or [proc.info["name"] or "?"])[:70]
+                snap["_all"][proc.pid] = (ct.user + ct.system, label)
         return snap
 
-    def cores(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    def cores(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         """Cores per group; ``<group>_sys``: the part of it spent in the kernel."""
         wall = after["wall"] - before["wall"]
-        if wall <= 0 or psutil is None:
+        if wall <= 0:
             return {}
-        out: dict[str, float] = {}
+        out: dict[str, Any] = {}
         for name in self.groups:
             user = system = 0.0
             for pid, (u, k) in after[name].items():
@@ -355,7 +343,7 @@ async def wait_quiet(
     ``busy_cores``: on a shared box, someone else's benchmark would be measured as ours."""
     started = time.monotonic()
     busy = math.nan
-    if psutil is None or limit_seconds <= 0:
+    if limit_seconds <= 0:
         return {"waited_s": 0.0, "busy_cores": busy}
     for _ in range(100_000):
         before = psutil.cpu_times()
@@ -564,8 +552,9 @@ class Signer:
     ) -> dict[str, str]:
         import requests
 
-        headers = {}
+        headers: dict[str, str] = {}
         if method == "POST":
+            assert idempotency_key is not None  # post_headers always passes one
             headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         prepared = requests.Request(
             method, f"https://{self.authority}{path}", headers=headers, data=body or None
@@ -580,9 +569,12 @@ class Signer:
             else base,
             body=body if method == "POST" else None,  # the library adds content-digest itself
         )
-        return {
-            k: v for k, v in prepared.headers.items() if k.lower() not in ("content-length", "host")
-        }
+        signed: dict[str, str] = {}
+        for k, v in prepared.headers.items():
+            if k.lower() not in ("content-length", "host"):
+                assert isinstance(v, str)  # requests types header values str | bytes; these are str
+                signed[k] = v
+        return signed
 
 
 def private_key_from_hex(text: str) -> Any:
@@ -734,7 +726,7 @@ class MixScenario(Scenario):
             raw = self.post(conn, p, f"/v1/transactions/{txn}/reversals", {"reason": "returned"})
             await self.request(conn, stats, "reversal", raw)
         elif r < self.w_earn or r >= self.w_earn + self.w_redeem + self.w_balance:
-            payload = {
+            payload: dict[str, Any] = {
                 "member_id": self.member(),
                 "order_ref": f"ord-{self.tag}-{self.counter}",
                 "amount": {"amount_minor": rng.randrange(100, 20_000), "currency": "EUR"},
@@ -1048,13 +1040,12 @@ async def drive(
         # pids are only known once the processes exist: poll for our own children
         for _ in range(200):
             await asyncio.sleep(0.05)
-            if psutil is not None:
-                me = psutil.Process()
-                client_pids[:] = [
-                    c.pid for c in me.children() if "bench.common" in " ".join(_cmdline(c))
-                ]
-                if len(client_pids) >= processes:
-                    break
+            me = psutil.Process()
+            client_pids[:] = [
+                c.pid for c in me.children() if "bench.common" in " ".join(_cmdline(c))
+            ]
+            if len(client_pids) >= processes:
+                break
         if during is not None:
             await asyncio.sleep(max(start - time.time(), 0) + 1)
             during_task = asyncio.create_task(during())

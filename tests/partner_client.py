@@ -19,6 +19,25 @@ BASE = ("@method", "@authority", "@path", "@query")
 BODY = ("content-type", "idempotency-key")  # the library adds content-digest itself
 
 
+def body_of(prepared: requests.PreparedRequest) -> bytes | None:
+    """The prepared body: these requests are built from bytes (or none)."""
+    body = prepared.body
+    assert body is None or isinstance(body, bytes)
+    return body
+
+
+def header(prepared: requests.PreparedRequest, name: str) -> str:
+    """One header of a prepared request (requests types values ``str | bytes``; ours are str)."""
+    value = prepared.headers[name]
+    assert isinstance(value, str)
+    return value
+
+
+def headers_of(prepared: requests.PreparedRequest) -> dict[str, str]:
+    """All the headers of a prepared request, as httpx takes them."""
+    return {name: header(prepared, name) for name in prepared.headers}
+
+
 def sign(
     prepared: requests.PreparedRequest,
     keyid: str,
@@ -40,7 +59,7 @@ def sign(
         created=created,
         nonce=nonce,
         covered_component_ids=components or (BASE + BODY if post else BASE),
-        body=(prepared.body or b"") if post else None,
+        body=(body_of(prepared) or b"") if post else None,
     )
     return prepared
 
@@ -100,8 +119,8 @@ class PartnerClient:
         return await self.http.request(
             prepared.method or "GET",
             url.replace(f"https://{AUTHORITY}", ""),
-            headers=dict(prepared.headers),
-            content=prepared.body,
+            headers=headers_of(prepared),
+            content=body_of(prepared),
         )
 
     async def get(self, path: str, **kwargs: Any) -> httpx.Response:

@@ -54,7 +54,8 @@ def api_settings(database_url: str, **overrides: object) -> Settings:
 async def make_api_world(world: Coalition, settings: Settings) -> AsyncIterator[ApiWorld]:
     redis = Redis.from_url(settings.redis_url)
     app = create_app(settings, clock=world.clock, redis=redis)
-    transport = httpx.ASGITransport(app=app)
+    # httpx's ASGI app type takes no app typed with TypedDict scopes (encode/httpx#3111)
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url=f"https://{AUTHORITY}") as http:
         clients = [await register(world, p, http) for p in (world.cafe, world.fashion, world.fuel)]
         yield ApiWorld(world, app, http, redis, settings, *clients)

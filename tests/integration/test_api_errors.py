@@ -15,6 +15,7 @@ from coalition import db, program
 from coalition.ledger import to_us
 from partners import keys
 from tests.integration.api_support import ApiWorld, api_settings, make_api_world
+from tests.partner_client import header
 from tests.support import Coalition
 
 
@@ -52,12 +53,12 @@ async def test_signature_failures_are_401_with_their_own_type(api: ApiWorld, mem
     problem(unsigned, 401, "signature-missing")
 
     two = client.signed("POST", "/v1/earn", earn)
-    two.headers["Signature-Input"] += ", " + two.headers["Signature-Input"].replace("pyhms", "b")
-    two.headers["Signature"] += ", " + two.headers["Signature"].replace("pyhms", "b")
+    for name in ("Signature-Input", "Signature"):
+        two.headers[name] = header(two, name) + ", " + header(two, name).replace("pyhms", "b")
     problem(await client.send(two), 401, "signature-malformed")
 
     odd = client.signed("POST", "/v1/earn", earn)
-    odd.headers["Signature-Input"] += ';colour="blue"'
+    odd.headers["Signature-Input"] = header(odd, "Signature-Input") + ';colour="blue"'
     problem(await client.send(odd), 401, "signature-malformed")
 
     uncovered = client.signed(

@@ -29,7 +29,7 @@ from partners import keys
 from partners.app import create_app
 from partners.server import configure_logging
 from tests.integration.api_support import api_settings
-from tests.partner_client import BASE
+from tests.partner_client import BASE, headers_of
 from tests.support import Coalition
 
 
@@ -141,7 +141,7 @@ async def test_clock_window_edges_with_freezegun(served: Served) -> None:
                 prepared = requests.Request("GET", f"{served.url}/v1/members/{member}").prepare()
                 served.auth()(prepared)  # the library stamps created from the (frozen) clock
                 frozen.tick(timedelta(seconds=-offset_seconds))  # the server sees 12:00:00
-                response = await http.get(f"/v1/members/{member}", headers=dict(prepared.headers))
+                response = await http.get(f"/v1/members/{member}", headers=headers_of(prepared))
                 return response.status_code
 
         assert await get_signed_at(-300) == 200

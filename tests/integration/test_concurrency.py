@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from coalition import db, queries
@@ -14,7 +14,7 @@ from coalition.ledger import to_us
 from tests.support import Coalition
 
 
-async def outcomes(calls: list[Awaitable[Any]]) -> tuple[list[Any], Counter[str]]:
+async def outcomes(calls: Sequence[Awaitable[Any]]) -> tuple[list[Any], Counter[str]]:
     """Run the calls at once; count successes and refusals by slug. Anything else fails."""
     results = await asyncio.gather(*calls, return_exceptions=True)
     counts: Counter[str] = Counter()

@@ -16,6 +16,7 @@ import pytest
 from arq import create_pool
 
 from coalition import db
+from coalition.settings import Settings
 from settlement import documents, statement_key
 from settlement.service import OPERATOR
 from settlement.worker import build_worker, queue_name, redis_settings
@@ -26,7 +27,7 @@ from tests.integration.test_settlement import at, build_worked_example, fresh_da
 from tests.support import Coalition
 
 
-def worker_settings(world: Coalition, day: date) -> object:
+def worker_settings(world: Coalition, day: date) -> Settings:
     return msgspec.structs.replace(
         api_settings(DATABASE_URL),
         statement_key_path=str(STATEMENT_KEY),
@@ -44,7 +45,7 @@ async def test_the_worker_settles_a_closed_date_in_burst_mode(world: Coalition) 
     settings = worker_settings(world, day)
     pool = await create_pool(
         redis_settings(settings),
-        default_queue_name=queue_name(settings),  # type: ignore[arg-type]
+        default_queue_name=queue_name(settings),
         job_serializer=msgspec.msgpack.encode,
         job_deserializer=msgspec.msgpack.decode,
     )
@@ -53,7 +54,7 @@ async def test_the_worker_settles_a_closed_date_in_burst_mode(world: Coalition) 
         settings,
         clock=world.clock,
         burst=True,
-        with_cron=False,  # type: ignore[arg-type]
+        with_cron=False,
         manage_database=False,
         poll_delay=0,
         handle_signals=False,
@@ -84,8 +85,8 @@ async def worker_env(world: Coalition) -> AsyncIterator[tuple[date, dict[str, st
     env = {
         **os.environ,
         "COALITION_DATABASE_URL": DATABASE_URL,
-        "COALITION_REDIS_URL": settings.redis_url,  # type: ignore[attr-defined]
-        "COALITION_REDIS_KEY_PREFIX": settings.redis_key_prefix,  # type: ignore[attr-defined]
+        "COALITION_REDIS_URL": settings.redis_url,
+        "COALITION_REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "COALITION_STATEMENT_KEY_PATH": str(STATEMENT_KEY),
         "COALITION_SETTLEMENT_START_DATE": day.isoformat(),
         "COALITION_TEST_NOW": at(day, 1, 0, 31).isoformat(),

@@ -165,7 +165,8 @@ async def test_s15_the_app_role_cannot_change_the_journal_and_bad_numbers_are_40
     finally:
         await connection.close()
     before = await db.fetch("SELECT count(*) AS n FROM entries")
-    for bad in (0, -1, 2**63, 1.5, "10", None, True, 1e3, "1e3", [], {}):
+    bad_points: tuple[object, ...] = (0, -1, 2**63, 1.5, "10", None, True, 1e3, "1e3", [], {})
+    for bad in bad_points:
         body = {"member_id": member, "order_ref": "bad", "points": bad, "reason": "r"}
         for path in ("/v1/earn", "/v1/redemptions"):
             answer = await shop.post(path, body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections import Counter
-from typing import Any
+from typing import TypeVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -45,9 +45,10 @@ def _csv() -> bytes:
 
 
 SIGNED_CSV = _csv()
+S = TypeVar("S", str, bytes)
 
 
-def mutated(valid: str | bytes) -> st.SearchStrategy[Any]:
+def mutated(valid: S) -> st.SearchStrategy[S]:
     """The valid value with a slice replaced, cut or repeated: near misses, not just noise."""
     length = len(valid)
     filler = st.binary(max_size=8) if isinstance(valid, bytes) else st.text(max_size=8)

@@ -178,7 +178,7 @@ async def test_s5_holds_race_and_a_hold_resolves_once(partner: Onboard, figures:
     await asyncio.sleep(max(0.0, (deadline - now()).total_seconds() - 0.05))
     calls = [shop.post_until_final(f"/v1/redemptions/{hold_id}/capture") for _ in range(10)]
     calls += [shop.post_until_final(f"/v1/redemptions/{hold_id}/void") for _ in range(10)]
-    *answers, _ = await asyncio.gather(*calls, sweeper_at(deadline))
+    answers, _ = await asyncio.gather(asyncio.gather(*calls), sweeper_at(deadline))
     # The sweeper may also time out holds other scenarios left open: count this hold's only.
     swept = await db.fetch(
         "SELECT count(*) AS n FROM entries WHERE resolves_hold_id = {} AND kind = 'hold_expiry'",
