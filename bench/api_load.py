@@ -471,6 +471,25 @@ async def run(
         results["seed_s"] = round(time.monotonic() - t, 2)
         log(f"seeded {partners} partners, {members} members in {results['seed_s']} s", progress)
         totals: dict[str, int] = {}
+
+        async def measure(
+            server: ServerProcess, config: dict[str, Any], clients: int, label: str, **more: Any
+        ) -> dict[str, Any]:
+            """One driven phase against ``server``, counted in the totals."""
+            phase = await drive(
+                scenario_config=config,
+                clients=clients,
+                warmup_seconds=warmup_seconds,
+                processes=client_processes,
+                server=server,
+                label=label,
+                progress=progress,
+                database=name,
+                **{"duration_seconds": duration_seconds, **more},
+            )
+            _add_totals(totals, phase)
+            return phase
+
         with temp_dir("bench_api_") as tmp:
             for variant in servers:
                 port = free_port()
@@ -495,60 +514,38 @@ async def run(
                         "signer": signer,
                     }
                     phases = results["phases"].setdefault(variant, {})
+
                     for clients in clients_list:
-                        phase = await drive(
-                            scenario_config=scenario,
-                            clients=clients,
-                            duration_seconds=duration_seconds,
-                            warmup_seconds=warmup_seconds,
-                            processes=client_processes,
-                            server=server,
-                            label=f"API {variant}",
-                            progress=progress,
-                            database=name,
-                            quiet_seconds=quiet_seconds,
+                        label = f"API {variant}"
+                        phase = await measure(
+                            server, scenario, clients, label, quiet_seconds=quiet_seconds
                         )
-                        _add_totals(totals, phase)
                         phases[clients] = phase
-                        log(_one_line(f"API {variant}", phase), progress)
+                        log(_one_line(label, phase), progress)
                     if hot_clients:
                         # One member, every client redeeming 1 point: the row-lock queue.
                         hot = {**scenario, "members": 1, "mix": HOT_MIX}
-                        phase = await drive(
-                            scenario_config=hot,
-                            clients=hot_clients,
-                            duration_seconds=duration_seconds,
-                            warmup_seconds=warmup_seconds,
-                            processes=client_processes,
-                            server=server,
-                            label=f"API {variant} hot member",
-                            progress=progress,
-                            database=name,
-                            quiet_seconds=quiet_seconds,
+                        label = f"API {variant} hot member"
+                        phase = await measure(
+                            server, hot, hot_clients, label, quiet_seconds=quiet_seconds
                         )
-                        _add_totals(totals, phase)
                         results.setdefault("hot_member", {})[variant] = phase
-                        log(_one_line(f"API {variant} hot member", phase), progress)
+                        log(_one_line(label, phase), progress)
                     if profile_seconds and variant == servers[-1]:
                         out_dir = Path(profile_dir) if profile_dir else tmp
                         out_dir.mkdir(parents=True, exist_ok=True)
                         raw = out_dir / f"api-{variant}-profile.txt"
                         clients = max(clients_list)
-                        phase = await drive(
-                            scenario_config=scenario,
-                            clients=clients,
+                        phase = await measure(
+                            server,
+                            scenario,
+                            clients,
+                            f"API {variant} (py-spy)",
                             duration_seconds=profile_seconds + 3,
-                            warmup_seconds=warmup_seconds,
-                            processes=client_processes,
-                            server=server,
-                            label=f"API {variant} (py-spy)",
-                            progress=progress,
-                            database=name,
                             during=functools.partial(
                                 py_spy_record, server.pid, profile_seconds, raw, profile_flags
                             ),
                         )
-                        _add_totals(totals, phase)
                         profile = phase.pop("during")
                         profile["collapsed_stacks"] = str(raw) if profile_dir else None
                         profile["under_profiling"] = {
