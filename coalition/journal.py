@@ -9,7 +9,7 @@ which PostgreSQL receives as a single statement: a round trip is the hot path's 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from coalition import db
@@ -34,7 +34,7 @@ class Cause:
     run_id: str | None = None
     # The partner's row as its signature check read it (PARTNER_COLUMNS): a request's use case
     # decides on it rather than reading it again, one round trip fewer.
-    partner: dict[str, Any] | None = None
+    partner: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

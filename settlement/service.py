@@ -386,9 +386,12 @@ class Settler:
             async with slots:
                 await self.sign_statement(business_date, partner_id)
 
-        async with asyncio.TaskGroup() as signing:  # one failure cancels the rest
-            for partner_id in pending:
-                signing.create_task(sign(partner_id))
+        try:
+            async with asyncio.TaskGroup() as signing:  # one failure cancels the rest
+                for partner_id in pending:
+                    signing.create_task(sign(partner_id))
+        except ExceptionGroup as failed:  # callers handle the error itself, as before
+            raise failed.exceptions[0] from None
         if outcome.status == "running":
             await self.publish_if_complete(business_date)
         return _outcome(await _run_row(business_date))

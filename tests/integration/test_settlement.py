@@ -239,6 +239,32 @@ async def test_settling_again_changes_nothing_and_documents_are_deterministic(
     assert pairs[0]["n"] >= 5
 
 
+async def test_a_statement_that_fails_to_sign_stops_the_run_with_its_own_error(
+    world: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Statements are signed concurrently; a failure surfaces as itself (not wrapped in an
+    exception group), nothing is published, and the next attempt finishes the run."""
+    day = fresh_date()
+    await build_worked_example(world, day)
+    settler = settler_for(world)
+    sign = settler.sign_statement
+
+    async def sign_but_fuel(business_date: date, partner_id: str) -> None:
+        if partner_id == world.fuel:
+            raise OSError("disk full")
+        await sign(business_date, partner_id)
+
+    monkeypatch.setattr(settler, "sign_statement", sign_but_fuel)
+    with pytest.raises(OSError, match="disk full"):
+        await settler.settle(day)
+    run = await db.fetch_one(
+        "SELECT status FROM settlement_runs WHERE business_date = {}", day.isoformat()
+    )
+    assert run is not None and run["status"] == "running"
+    monkeypatch.undo()
+    assert (await settler.settle(day)).status == "published"
+
+
 async def test_statements_verify_and_tampering_fails(world: Coalition) -> None:
     day = fresh_date()
     await build_worked_example(world, day)
