@@ -133,16 +133,24 @@ def numbered(sql: str) -> str:
 
 async def _postgres_fetch(db: PostgresEngine, query: str, args: Sequence[Any]) -> Sequence[Any]:
     """What ``run_querystring`` does with a compiled query: the current transaction's
-    connection, else one from the pool."""
+    connection, else one of its own."""
     transaction = db.current_transaction.get()
     if transaction is not None:
         return await transaction.connection.fetch(query, *args)  # type: ignore[no-any-return]
+    async with _connection(db) as connection:
+        return await connection.fetch(query, *args)  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def _connection(db: PostgresEngine) -> AsyncIterator[Any]:
+    """A connection from Piccolo's pool, or a new one when no pool was started."""
     if db.pool is not None:
         async with db.pool.acquire() as connection:
-            return await connection.fetch(query, *args)  # type: ignore[no-any-return]
+            yield connection
+        return
     connection = await db.get_new_connection()
     try:
-        return await connection.fetch(query, *args)  # type: ignore[no-any-return]
+        yield connection
     finally:
         await connection.close()
 
@@ -161,15 +169,8 @@ async def copy_csv(sql: str, args: Sequence[Any], sink: Callable[[bytes], Awaita
     formatted by the server (``COPY ... TO STDOUT``): no row passes through Python objects."""
     db = engine()
     assert isinstance(db, PostgresEngine), "COPY is PostgreSQL's"
-    if db.pool is not None:
-        async with db.pool.acquire() as conn:
-            await conn.copy_from_query(sql, *args, output=sink, format="csv")
-        return
-    conn = await db.get_new_connection()
-    try:
-        await conn.copy_from_query(sql, *args, output=sink, format="csv")
-    finally:
-        await conn.close()
+    async with _connection(db) as connection:
+        await connection.copy_from_query(sql, *args, output=sink, format="csv")
 
 
 def for_update() -> str:

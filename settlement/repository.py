@@ -93,9 +93,7 @@ async def partner_transactions(
 ) -> AsyncIterator[dict[str, Any]]:
     """The partner's entries in the period, oldest first, fetched in batches (keyset paging).
 
-    The page bound stays ``a > x OR (a = x AND b > y)``. The row value ``(a, b) > (x, y)`` is
-    an exact index condition in EXPLAIN, yet signing measured slower with it (a 1M day 31 s
-    instead of 14, docs/performance.md); the prepared statement's generic plan is the suspect."""
+    SQLite's way; PostgreSQL streams the same lines with ``partner_transactions_csv``."""
     after: tuple[int, str] = (start_us - 1, "")
     while True:
         rows = await db.fetch(
