@@ -64,6 +64,12 @@ EQUALITIES: dict[str, list[tuple[Side | None, ...]]] = {
     "member-debt-vs-debts": [
         (Side("members", "debt_points", "id"), Side("debts", "remaining", "member_id"))
     ],
+    "hold-resolved-once": [  # resolves_hold_id is UNIQUE: at most one entry per hold
+        (
+            Side("entries", "1", "resolves_hold_id", "resolves_hold_id IS NOT NULL"),
+            Side("holds", "1", "id", "status <> 'held'"),
+        )
+    ],
     "lot-remaining-vs-movements": [
         (
             Side("lots", "remaining", "id", int_key=True),
@@ -89,23 +95,36 @@ def _columns(side: Side, seed: int) -> list[str]:
     return [f"COALESCE(SUM(({side.value}) * {w}){where}, 0)" for w in weights]
 
 
-async def sums(seed: int) -> dict[Side, tuple[int, ...]]:
-    """Every side's weighted sums: one query (one sequential scan) per table."""
+def _sides_by_table() -> dict[str, list[Side]]:
     by_table: dict[str, list[Side]] = defaultdict(list)
     for equalities in EQUALITIES.values():
         for equality in equalities:
             for side in equality:
                 if side is not None and side not in by_table[side.table]:
                     by_table[side.table].append(side)
+    return by_table
+
+
+def queries(seed: int) -> dict[str, str]:
+    """One query per table: every side's sums as columns c0, c1, ... in side order."""
+    result = {}
+    for table, sides in _sides_by_table().items():
+        columns = [c for side in sides for c in _columns(side, seed)]
+        listed = ", ".join(f"{c} AS c{i}" for i, c in enumerate(columns))
+        result[table] = f"SELECT {listed} FROM {table}"
+    return result
+
+
+async def sums(seed: int) -> dict[Side, tuple[int, ...]]:
+    """Every side's weighted sums: one query (one sequential scan) per table."""
     result: dict[Side, tuple[int, ...]] = {}
-    for table, sides in by_table.items():
-        columns = [_columns(side, seed) for side in sides]
-        listed = ", ".join(f"{c} AS c{i}" for i, c in enumerate(c for cs in columns for c in cs))
-        row = await db.fetch_one(f"SELECT {listed} FROM {table}")
+    for table, sql in queries(seed).items():
+        row = await db.fetch_one(sql)
         assert row is not None
         values = [int(row[f"c{i}"]) for i in range(len(row))]
-        for side, group in zip(sides, columns, strict=True):
-            result[side], values = tuple(values[: len(group)]), values[len(group) :]
+        for side in _sides_by_table()[table]:
+            width = len(_columns(side, seed))
+            result[side], values = tuple(values[:width]), values[width:]
     return result
 
 

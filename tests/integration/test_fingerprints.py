@@ -38,6 +38,9 @@ TAMPERINGS = {
     " SELECT entry_id, id, issuer_id, member_id, 'earn', {d}, 0, 0, 0 FROM lots WHERE id = {lot}",
     "hold_status": "UPDATE holds SET status = CASE status WHEN 'held' THEN 'voided' ELSE 'held'"
     " END WHERE member_id = {m}",
+    "resolution": "INSERT INTO entries (id, kind, points, posted_at_us, posting_count,"
+    " resolves_hold_id, job, run_id) SELECT 'tamper-' || id, 'void', 0, 0, 2, id, 't', 't'"
+    " FROM holds WHERE member_id = {m}",
 }
 
 tamperings = st.lists(
@@ -94,6 +97,7 @@ async def _exact_failures() -> set[str]:
 @example(changes=[("available", 0, 3), ("available", 0, -3)])  # cancels out: no break
 @example(changes=[("posting", 1, 2)])
 @example(changes=[("lot", 2, -1), ("movement", 2, -1)])  # consistent lot and movement
+@example(changes=[("resolution", 0, 1), ("resolution", 0, 1)])  # the second is refused
 async def test_fingerprints_flag_exactly_the_checks_the_auditor_breaks(
     world: Coalition, changes: list[tuple[str, int, int]]
 ) -> None:
@@ -106,7 +110,7 @@ async def test_fingerprints_flag_exactly_the_checks_the_auditor_breaks(
             try:
                 await db.execute("SAVEPOINT change")
                 await db.execute(sql, *args)
-            except asyncpg.CheckViolationError:  # e.g. a negative held balance: not a ledger
+            except (asyncpg.CheckViolationError, asyncpg.UniqueViolationError):  # refused
                 await db.execute("ROLLBACK TO SAVEPOINT change")
         flagged = await fingerprints.failing_checks()
         assert flagged == await _exact_failures()

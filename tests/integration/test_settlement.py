@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from coalition import db
 from coalition.jobs import expire_lots
 from settlement import documents, statement_key
+from settlement.calc import period_bounds
 from settlement.service import OPERATOR
 from settlement.verify import VerificationFailed, verify_csv, verify_json
 from tests.databases import BACKEND
@@ -311,6 +312,40 @@ async def test_a_corrupted_row_fails_reconciliation_and_publishes_nothing(
         await db.execute("UPDATE lots SET remaining = remaining + 7 WHERE id = {}", lot["id"])
     retried = await settler_for(world).settle(day)  # fixed: the operator retries the same date
     assert retried.status == "published" and retried.run_id == outcome.run_id
+
+
+async def test_liability_on_a_movement_kind_outside_its_line_breaks_the_roll_forward(
+    world: Coalition,
+) -> None:
+    """The roll-forward builds the closing from the period's kinds; the closing from the raw
+    movements must agree. Liability moved by a hold (no line of its own) and taken back as an
+    earn nets to zero in the ledger but not in the roll-forward."""
+    day = fresh_date()
+    await build_worked_example(world, day)
+    start, _ = period_bounds(day, world.ledger.settings.zone)
+    lot = await db.fetch_one("SELECT * FROM lots WHERE issuer_id = {} LIMIT 1", world.cafe)
+    assert lot is not None
+    async with db.write_transaction():
+        for kind, liability in (("hold", 5), ("earn", -5)):
+            await db.execute(
+                "INSERT INTO lot_movements (entry_id, lot_id, issuer_id, member_id, kind,"
+                " lot_points, liability_points, cleared_points, posted_at_us)"
+                " VALUES ({}, {}, {}, {}, {}, 0, {}, 0, {})",
+                lot["entry_id"],
+                lot["id"],
+                world.cafe,
+                lot["member_id"],
+                kind,
+                liability,
+                start + 1,
+            )
+    outcome = await settler_for(world).settle(day)
+    assert outcome.status == "failed"
+    # the statement's closing (from the lines) then also differs from the lots
+    assert {(b["check"], b["subject"]) for b in outcome.breaks} == {
+        ("roll-forward", f"issuer:{world.cafe}"),
+        ("liability-vs-lots", f"issuer:{world.cafe}"),
+    }
 
 
 async def test_a_date_is_not_settled_before_its_grace_period(world: Coalition) -> None:
