@@ -138,8 +138,8 @@ def api_section(out: dict[str, Any]) -> list[str]:
 def settlement_section(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| postings (day / history) | partners | load s | prepare s | sign s | settle s"
-        " | statements/s | peak RSS MB | status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | statements/s | peak RSS MB | status | one scan of the postings s (same run) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         s = r["summary"]
@@ -147,7 +147,8 @@ def settlement_section(runs: list[dict[str, Any]]) -> list[str]:
             f"| {_n(s['postings'])} / {_n(s['history_postings'])} | {_n(s['partners'])}"
             f" | {_n(s['load_seconds'])} | {_n(s['prepare_seconds'])} | {_n(s['sign_seconds'])}"
             f" | **{_n(s['settle_seconds'])}** | {_n(s['statements_per_second'])}"
-            f" | {_n(s['peak_rss_mb_settling_process'])} | {s['status']} |"
+            f" | {_n(s['peak_rss_mb_settling_process'])} | {s['status']}"
+            f" | {_n(s.get('postings_scan_seconds'))} |"
         )
     return lines
 
