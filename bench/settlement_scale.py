@@ -1052,7 +1052,7 @@ async def explain_queries(
     queries["partner_transactions_csv"] = (TRANSACTIONS_CSV_SQL, (partners[0], start, end))
     for name in LEDGER_CHECKS:
         queries[f"check:{name}"] = (CHECKS[name], ())
-    # what settlement runs instead of the seven fingerprinted checks (PostgreSQL)
+    # what settlement runs instead of the fingerprinted checks (PostgreSQL)
     for table, sql in fingerprints.queries(fingerprints.new_seed()).items():
         queries[f"fingerprint:{table}"] = (sql, ())
     _check_sql_is_current(queries)

@@ -84,6 +84,11 @@ def new_seed() -> int:
     return secrets.randbits(63)
 
 
+def _width(side: Side) -> int:
+    """How many sums a side has: 1 for a plain total, 2 when weighted."""
+    return 1 if side.key is None else 2
+
+
 def _columns(side: Side, seed: int) -> list[str]:
     where = f" FILTER (WHERE {side.where})" if side.where else ""
     if side.key is None:
@@ -105,10 +110,13 @@ def _sides_by_table() -> dict[str, list[Side]]:
     return by_table
 
 
+SIDES_BY_TABLE = _sides_by_table()
+
+
 def queries(seed: int) -> dict[str, str]:
     """One query per table: every side's sums as columns c0, c1, ... in side order."""
     result = {}
-    for table, sides in _sides_by_table().items():
+    for table, sides in SIDES_BY_TABLE.items():
         columns = [c for side in sides for c in _columns(side, seed)]
         listed = ", ".join(f"{c} AS c{i}" for i, c in enumerate(columns))
         result[table] = f"SELECT {listed} FROM {table}"
@@ -121,10 +129,9 @@ async def sums(seed: int) -> dict[Side, tuple[int, ...]]:
     for table, sql in queries(seed).items():
         row = await db.fetch_one(sql)
         assert row is not None
-        values = [int(row[f"c{i}"]) for i in range(len(row))]
-        for side in _sides_by_table()[table]:
-            width = len(_columns(side, seed))
-            result[side], values = tuple(values[:width]), values[width:]
+        values = [int(v) for v in row.values()]  # c0, c1, ... in side order
+        for side in SIDES_BY_TABLE[table]:
+            result[side], values = tuple(values[: _width(side)]), values[_width(side) :]
     return result
 
 
@@ -135,13 +142,7 @@ async def failing_checks(seed: int | None = None) -> set[str]:
     failing = set()
     for name, equalities in EQUALITIES.items():
         for equality in equalities:
-            values = {found[s] if s is not None else (0, 0)[: _width(equality)] for s in equality}
-            if len(values) > 1:
+            width = next(_width(s) for s in equality if s is not None)
+            if len({found[s] if s is not None else (0,) * width for s in equality}) > 1:
                 failing.add(name)
     return failing
-
-
-def _width(equality: tuple[Side | None, ...]) -> int:
-    """How many sums each side of ``equality`` has (1 for a plain total, 2 when weighted)."""
-    side = next(s for s in equality if s is not None)
-    return 1 if side.key is None else 2

@@ -22,8 +22,8 @@ from tests.support import Coalition
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="fingerprints are PostgreSQL's")
 
-# (table, SQL) with {row} for the id of a row of the world's members, lots, holds or entries
-# and {d} for a non-zero amount: each breaks one relation the checks compare.
+# SQL with {m}, {lot} and {e} for a member of the world and their lot and entry, and {d} for a
+# non-zero amount: each breaks one relation the checks compare.
 TAMPERINGS = {
     "available": "UPDATE members SET available_points = available_points + {d} WHERE id = {m}",
     "held": "UPDATE members SET held_points = held_points + {d} WHERE id = {m}",
@@ -105,21 +105,23 @@ async def test_fingerprints_flag_exactly_the_checks_the_auditor_breaks(
     async with rolled_back():
         for name, which, d in changes:
             row = members[which]
-            sql = TAMPERINGS[name].format(m="{}", lot="{}", e="{}", d=int(d))
-            args = _in_order(TAMPERINGS[name], row)
+            sql = TAMPERINGS[name].format(m=f"'{row['m']}'", lot=row["lot"], e=f"'{row['e']}'", d=d)
             try:
                 await db.execute("SAVEPOINT change")
-                await db.execute(sql, *args)
+                await db.execute(sql)
             except (asyncpg.CheckViolationError, asyncpg.UniqueViolationError):  # refused
                 await db.execute("ROLLBACK TO SAVEPOINT change")
         flagged = await fingerprints.failing_checks()
         assert flagged == await _exact_failures()
 
 
-def _in_order(template: str, row: dict[str, object]) -> list[object]:
-    """The row's values for the {m}, {lot} and {e} placeholders, in the order they appear."""
-    names = [part.split("}")[0] for part in template.split("{")[1:]]
-    return [row[n] for n in names if n in ("m", "lot", "e")]
+async def _post(entry_id: object, account: str, points: int) -> None:
+    await db.execute(
+        "INSERT INTO postings (entry_id, account, points, posted_at_us) VALUES ({}, {}, {}, 0)",
+        entry_id,
+        account,
+        points,
+    )
 
 
 async def test_an_amount_too_large_to_weight_falls_back_to_the_exact_checks(
@@ -127,13 +129,7 @@ async def test_an_amount_too_large_to_weight_falls_back_to_the_exact_checks(
 ) -> None:
     member = (await _members_with_history(world))[0]
     async with rolled_back():
-        await db.execute(
-            "INSERT INTO postings (entry_id, account, points, posted_at_us)"
-            " VALUES ({}, 'member:' || {}, {}, 0)",
-            member["e"],
-            member["m"],
-            2**40,
-        )
+        await _post(member["e"], f"member:{member['m']}", 2**40)
         with pytest.raises(asyncpg.NumericValueOutOfRangeError):
             await db.execute("SAVEPOINT probe")
             await fingerprints.failing_checks()
@@ -149,13 +145,7 @@ async def test_a_difference_outside_the_join_is_still_a_break(world: Coalition) 
     member = (await _members_with_history(world))[0]
     async with rolled_back():
         for account, points in (("member:nobody", 5), (f"liability:{world.cafe}", -5)):
-            await db.execute(
-                "INSERT INTO postings (entry_id, account, points, posted_at_us)"
-                " VALUES ({}, {}, {}, 0)",
-                member["e"],
-                account,
-                points,
-            )
+            await _post(member["e"], account, points)
         breaks = await ledger_breaks()
     by_check = {b.check: b for b in breaks}
     assert by_check["member-balance-vs-journal"].subject == "fingerprint"
