@@ -56,6 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.columns import LOT_COLUMNS, MEMBER_COLUMNS, MOVEMENT_COLUMNS, POSTING_COLUMNS
 from bench.common import (
     DEFAULT_PG_ADMIN_DSN,
     DEFAULT_REDIS_URL,
@@ -205,15 +206,7 @@ async def seed(
                 await conn.copy_records_to_table(
                     "members",
                     records=m_rows,
-                    columns=[
-                        "id",
-                        "card_number",
-                        "status",
-                        "available_points",
-                        "held_points",
-                        "debt_points",
-                        "created_at_us",
-                    ],
+                    columns=list(MEMBER_COLUMNS),
                 )
                 await conn.copy_records_to_table(
                     "entries",
@@ -235,37 +228,17 @@ async def seed(
                 await conn.copy_records_to_table(
                     "postings",
                     records=p_rows,
-                    columns=["entry_id", "account", "points", "posted_at_us"],
+                    columns=list(POSTING_COLUMNS[1:]),  # ids come from their sequences
                 )
                 await conn.copy_records_to_table(
                     "lots",
                     records=l_rows,
-                    columns=[
-                        "id",
-                        "member_id",
-                        "issuer_id",
-                        "entry_id",
-                        "points",
-                        "remaining",
-                        "earned_at_us",
-                        "expires_at_us",
-                    ],
+                    columns=list(LOT_COLUMNS),
                 )
                 await conn.copy_records_to_table(
                     "lot_movements",
                     records=mv_rows,
-                    columns=[
-                        "entry_id",
-                        "lot_id",
-                        "issuer_id",
-                        "member_id",
-                        "payee_id",
-                        "kind",
-                        "lot_points",
-                        "liability_points",
-                        "cleared_points",
-                        "posted_at_us",
-                    ],
+                    columns=list(MOVEMENT_COLUMNS[1:]),
                 )
             pbar.update(len(ids))
         # lots got explicit ids: move the sequence past them (SQLite: max(rowid) + 1 anyway)

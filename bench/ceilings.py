@@ -288,6 +288,32 @@ SQL_MOVEMENT = (
 )
 
 
+def ledger_writes(
+    scenario: Scenario, member: str, partner: str, points: int, entry_id: str, now: int
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The minimal ledger transaction after the lock: balance, entry, postings, movement."""
+    order_ref = f"ord-{scenario.tag}-{scenario.counter}"
+    return [
+        (SQL_BALANCE, (member, points)),
+        (
+            SQL_ENTRY,
+            (
+                entry_id,
+                partner,
+                member,
+                points,
+                points * 100,
+                order_ref,
+                "key_raw",
+                scenario.next_key(),
+                now,
+            ),
+        ),
+        (SQL_POSTINGS, (entry_id, f"issued:{partner}", -points, now, f"member:{member}", points)),
+        (SQL_MOVEMENT, (entry_id, 1, partner, member, points, now)),
+    ]
+
+
 class RawLedgerScenario(Scenario):
     """One virtual client = one asyncpg connection looping the minimal ledger transaction."""
 
@@ -317,29 +343,8 @@ class RawLedgerScenario(Scenario):
                 row = await conn.fetchrow(SQL_LOCK, member)
                 if row is None:
                     raise LookupError(member)
-                await conn.execute(SQL_BALANCE, member, points)
-                await conn.execute(
-                    SQL_ENTRY,
-                    entry_id,
-                    partner,
-                    member,
-                    points,
-                    points * 100,
-                    f"ord-{self.tag}-{self.counter}",
-                    "key_raw",
-                    self.next_key(),
-                    now,
-                )
-                await conn.execute(
-                    SQL_POSTINGS,
-                    entry_id,
-                    f"issued:{partner}",
-                    -points,
-                    now,
-                    f"member:{member}",
-                    points,
-                )
-                await conn.execute(SQL_MOVEMENT, entry_id, 1, partner, member, points, now)
+                for sql, args in ledger_writes(self, member, partner, points, entry_id, now):
+                    await conn.execute(sql, *args)
         except Exception as exc:  # recorded as an error, never swallowed silently
             status, body = 500, f"{type(exc).__name__}: {exc}".encode()
         stats.record("ledger_tx", status, started, time.perf_counter(), body)
@@ -517,28 +522,8 @@ class RawSqliteLedgerScenario(Scenario):
                     async with conn.execute(_sqlite_sql(SQL_LOCK), (member,)) as cur:
                         if await cur.fetchone() is None:
                             raise LookupError(member)
-                    await conn.execute(_sqlite_sql(SQL_BALANCE), (member, points))
-                    await conn.execute(
-                        _sqlite_sql(SQL_ENTRY),
-                        (
-                            entry_id,
-                            partner,
-                            member,
-                            points,
-                            points * 100,
-                            f"ord-{self.tag}-{self.counter}",
-                            "key_raw",
-                            self.next_key(),
-                            now,
-                        ),
-                    )
-                    await conn.execute(
-                        _sqlite_sql(SQL_POSTINGS),
-                        (entry_id, f"issued:{partner}", -points, now, f"member:{member}", points),
-                    )
-                    await conn.execute(
-                        _sqlite_sql(SQL_MOVEMENT), (entry_id, 1, partner, member, points, now)
-                    )
+                    for sql, args in ledger_writes(self, member, partner, points, entry_id, now):
+                        await conn.execute(_sqlite_sql(sql), args)
                     await conn.execute("COMMIT")
                 except BaseException:
                     await conn.execute("ROLLBACK")
