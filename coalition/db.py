@@ -181,7 +181,18 @@ def for_update() -> str:
 async def start(pool_max_size: int = 20) -> None:
     db = engine()
     if isinstance(db, PostgresEngine):
-        await db.start_connection_pool(min_size=1, max_size=pool_max_size)
+        await db.start_connection_pool(
+            min_size=1, max_size=pool_max_size, reset=_keep_session_state
+        )
+
+
+async def _keep_session_state(connection: Any) -> None:
+    """Run instead of asyncpg's reset query (advisory unlocks, ``CLOSE ALL``, ``UNLISTEN *``,
+    ``RESET ALL``) when a connection goes back to the pool. That query is a round trip on every
+    release, three per API request (docs/performance.md), and it undoes session state this
+    code never makes: its settings are transaction-scoped (``SET TRANSACTION``, ``SET LOCAL``)
+    and it takes no session locks or listeners. asyncpg still rolls back an open transaction
+    before this runs."""
 
 
 async def stop() -> None:

@@ -1,0 +1,47 @@
+"""How connections go back to the PostgreSQL pool: no reset round trip, transactions still end."""
+
+from __future__ import annotations
+
+import secrets
+
+import asyncpg
+import pytest
+
+from coalition import db
+from tests.conftest import DATABASE_URL
+from tests.databases import BACKEND
+
+pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="the pool is PostgreSQL's")
+
+
+async def _backends() -> list[dict[str, str]]:
+    """Every other session on the test database: its state and the last query it ran."""
+    inspector = await asyncpg.connect(DATABASE_URL)
+    try:
+        rows = await inspector.fetch(
+            "SELECT state, query FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await inspector.close()
+    return [dict(r) for r in rows]
+
+
+async def test_a_released_connection_runs_no_reset_query() -> None:
+    """asyncpg's default reset is one more round trip on every release (three per request);
+    the last statement a pooled session ran is ours, not the reset."""
+    marker = f"pool-{secrets.token_hex(4)}"
+    await db.fetch(f"SELECT '{marker}' AS marker")
+    last = [b["query"] for b in await _backends()]
+    assert any(marker in q for q in last), last
+    assert not any("pg_advisory_unlock_all" in q for q in last), last
+
+
+async def test_a_transaction_left_open_is_rolled_back_on_release() -> None:
+    """Skipping the reset query must not keep an abandoned transaction (or its locks) open."""
+    pool = db.engine().pool  # type: ignore[attr-defined]
+    async with pool.acquire() as connection:
+        await connection.execute("BEGIN")
+        await connection.execute("SELECT id FROM members LIMIT 1 FOR UPDATE")
+    states = [b["state"] for b in await _backends()]
+    assert "idle in transaction" not in states, states
