@@ -56,7 +56,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.columns import LOT_COLUMNS, MEMBER_COLUMNS, MOVEMENT_COLUMNS, POSTING_COLUMNS
+from bench.columns import (
+    ENTRY_COLUMNS,
+    LOT_COLUMNS,
+    MEMBER_COLUMNS,
+    MOVEMENT_COLUMNS,
+    PARTNER_COLUMNS,
+    POSTING_COLUMNS,
+)
 from bench.common import (
     DEFAULT_PG_ADMIN_DSN,
     DEFAULT_REDIS_URL,
@@ -147,16 +154,7 @@ async def seed(
         await conn.copy_records_to_table(
             "partners",
             records=partner_rows,
-            columns=[
-                "id",
-                "name",
-                "roles",
-                "status",
-                "currency",
-                "earn_rate",
-                "bonus_cap_points",
-                "created_at_us",
-            ],
+            columns=list(PARTNER_COLUMNS),
         )
         await conn.copy_records_to_table(
             "partner_keys",
@@ -211,19 +209,8 @@ async def seed(
                 await conn.copy_records_to_table(
                     "entries",
                     records=e_rows,
-                    columns=[
-                        "id",
-                        "kind",
-                        "partner_id",
-                        "member_id",
-                        "points",
-                        "amount_minor",
-                        "currency",
-                        "order_ref",
-                        "reason",
-                        "posted_at_us",
-                        "posting_count",
-                    ],
+                    # id .. reason, then the times (no reversal, hold, key or job columns)
+                    columns=[*ENTRY_COLUMNS[:9], "posted_at_us", "posting_count"],
                 )
                 await conn.copy_records_to_table(
                     "postings",
