@@ -189,7 +189,7 @@ async def start(pool_max_size: int = 20) -> None:
 async def _keep_session_state(connection: Any) -> None:
     """Run instead of asyncpg's reset query (advisory unlocks, ``CLOSE ALL``, ``UNLISTEN *``,
     ``RESET ALL``) when a connection goes back to the pool. That query is a round trip on every
-    release, three per API request (docs/performance.md), and it undoes session state this
+    release (one per pool checkout: docs/architecture.md), and it undoes session state this
     code never makes: its settings are transaction-scoped (``SET TRANSACTION``, ``SET LOCAL``)
     and it takes no session locks or listeners. asyncpg still rolls back an open transaction
     before this runs."""

@@ -73,24 +73,34 @@ async def run_keyed(
     return stored, True
 
 
+# What ``answer`` needs of a stored record (partners.keys reads them with the signing key).
+RECORD_COLUMNS = ("fingerprint", "outcome", "result")
+
+
 async def replay(cause: Cause, result_type: type[T]) -> T | None:
     """The stored result for this key, or None; raises a stored rejection or a key reuse."""
-    row = await db.fetch_one(
-        "SELECT fingerprint, outcome, result FROM idempotency_records"
+    record = await db.fetch_one(
+        f"SELECT {', '.join(RECORD_COLUMNS)} FROM idempotency_records"
         " WHERE partner_id = {} AND idempotency_key = {}",
         cause.partner_id,
         cause.idempotency_key,
     )
-    if row is None:
+    return answer(cause, record, result_type)
+
+
+def answer(cause: Cause, record: dict[str, Any] | None, result_type: type[T]) -> T | None:
+    """``replay`` given the record (None: there is none): the stored result, a stored
+    rejection raised again, or ``IdempotencyKeyReused`` for a different request."""
+    if record is None:
         return None
-    if row["fingerprint"] != cause.fingerprint:
+    if record["fingerprint"] != cause.fingerprint:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used with a different request",
             idempotency_key=cause.idempotency_key,
         )
-    if row["outcome"] == "error":
-        raise CoalitionError.from_record(row["result"])
-    return msgspec.json.decode(row["result"], type=result_type)
+    if record["outcome"] == "error":
+        raise CoalitionError.from_record(record["result"])
+    return msgspec.json.decode(record["result"], type=result_type)
 
 
 def _add_record(writes: Writes, cause: Cause, outcome: str, result: bytes, now_us: int) -> None:

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from coalition import program, queries
 from coalition.clock import now_us
 from coalition.errors import InvalidInput
-from coalition.idempotency import replay
+from coalition.idempotency import answer
 from coalition.journal import Cause
 from coalition.ledger import to_us
 from coalition.results import Earned, Enrolled, Redemption, Reversal
@@ -73,7 +73,7 @@ async def keyed(
 ) -> Response[T]:
     """Replay a completed key; refuse a key still in flight; else run the use case once."""
     cause = cause_of(caller)
-    stored = await replay(cause, result_type)
+    stored = answer(cause, caller.record, result_type)  # the record came with the signing key
     if stored is not None:
         return Response(stored, status_code=status_code, headers=REPLAYED)
     assert caller.idempotency_key is not None

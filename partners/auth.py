@@ -47,6 +47,8 @@ class Caller:
     idempotency_key: str | None
     fingerprint: str | None
     partner: dict[str, Any] | None = None  # the partner's row, read with the key
+    # the idempotency record stored under ``idempotency_key`` when the key was read, if any
+    record: dict[str, Any] | None = None
 
 
 def idempotency_key(header: str | None) -> str:
@@ -88,7 +90,8 @@ async def verify(
         max_age_seconds=settings.signature_max_age_seconds,
         clock_skew_seconds=settings.signature_clock_skew_seconds,
     )
-    partner, public_key = await verification_key(parsed.keyid, to_us(now))
+    found = await verification_key(parsed.keyid, to_us(now), key)
+    partner, public_key = found.partner, found.public_key
     partner_id = partner["id"]
     covered = {
         name: ", ".join(headers.getall(name))
@@ -113,7 +116,7 @@ async def verify(
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             raise UnsupportedMediaType("Content-Type must be application/json")
         request_fingerprint = fingerprint(method, raw_path, raw_query, body)
-        return Caller(partner_id, parsed.keyid, key, request_fingerprint, partner)
+        return Caller(partner_id, parsed.keyid, key, request_fingerprint, partner, found.record)
     if parsed.nonce is not None:
         ttl = settings.signature_max_age_seconds + settings.signature_clock_skew_seconds
         if not await guards.claim_nonce(parsed.keyid, parsed.nonce, ttl):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from coalition import db
 from coalition.errors import AlreadyExists, InvalidInput, NotFound
+from coalition.idempotency import RECORD_COLUMNS
 from coalition.journal import PARTNER_COLUMNS
 from coalition.ledger import new_id, rfc3339
 from partners.signing import KEY_UNKNOWN, SignatureError
@@ -184,14 +186,31 @@ def describe(row: dict[str, Any], now_us: int) -> dict[str, Any]:
     }
 
 
-async def verification_key(keyid: str, now_us: int) -> tuple[dict[str, Any], Ed25519PublicKey]:
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What a request's ``keyid`` (and Idempotency-Key) look up before its signature is checked."""
+
+    partner: dict[str, Any]  # the partner's row: the use case decides on it
+    public_key: Ed25519PublicKey
+    record: dict[str, Any] | None  # the partner's idempotency record under the request's key
+
+
+async def verification_key(
+    keyid: str, now_us: int, idempotency_key: str | None = None
+) -> Verification:
     """The partner's row (``journal.PARTNER_COLUMNS``) and the public key for ``keyid`` if it
-    is usable now; else ``key-unknown``. One query: the use case decides on this partner row."""
+    is usable now; else ``key-unknown``. One query: with ``idempotency_key``, the partner's
+    record under that key (``idempotency.RECORD_COLUMNS``) comes along, so the replay lookup
+    costs no round trip of its own. It is used only once the signature checks out."""
     partner_columns = ", ".join(f"p.{c} AS partner_{c}" for c in PARTNER_COLUMNS)
+    record_columns = ", ".join(f"r.{c} AS record_{c}" for c in RECORD_COLUMNS)
     row = await db.fetch_one(
         "SELECT k.public_key, k.not_before_us, k.not_after_us, k.revoked_at_us,"
-        f" {partner_columns} FROM partner_keys k JOIN partners p ON p.id = k.partner_id"
-        " WHERE k.keyid = {}",
+        f" {partner_columns}, {record_columns} FROM partner_keys k"
+        " JOIN partners p ON p.id = k.partner_id"
+        " LEFT JOIN idempotency_records r ON r.partner_id = k.partner_id"
+        " AND r.idempotency_key = {} WHERE k.keyid = {}",
+        idempotency_key,
         keyid,
     )
     if row is None or row["revoked_at_us"] is not None:
@@ -199,4 +218,8 @@ async def verification_key(keyid: str, now_us: int) -> tuple[dict[str, Any], Ed2
     if not row["not_before_us"] <= now_us < row["not_after_us"]:
         raise SignatureError(KEY_UNKNOWN, "this key is not valid at this time")
     partner = {c: row[f"partner_{c}"] for c in PARTNER_COLUMNS}
-    return partner, Ed25519PublicKey.from_public_bytes(b64url_decode(row["public_key"]))
+    record = None  # fingerprint is NOT NULL: NULL means the outer join found no record
+    if row["record_fingerprint"] is not None:
+        record = {c: row[f"record_{c}"] for c in RECORD_COLUMNS}
+    public_key = Ed25519PublicKey.from_public_bytes(b64url_decode(row["public_key"]))
+    return Verification(partner, public_key, record)

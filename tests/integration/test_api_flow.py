@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from coalition import db
 from tests.integration.api_support import ApiWorld
 from tests.support import card_number
 
@@ -67,3 +72,29 @@ async def test_enrol_earn_redeem_hold_capture_reverse(api: ApiWorld) -> None:
     ]
     cafe_history = await api.cafe.get(f"/v1/members/{member}/transactions")
     assert [t["type"] for t in cafe_history.json()["transactions"]] == ["earn"]
+
+
+async def test_a_replay_reads_the_database_once(
+    api: ApiWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idempotency record comes with the signing key (one statement): a retried request is
+    answered from it without a lookup of its own, and a first request finds none there."""
+    enrolled = await api.cafe.post("/v1/members", {"card_number": card_number()})
+    member = enrolled.json()["member_id"]
+    statements: list[str] = []
+    fetch = db.fetch
+
+    async def counted(sql: str, *args: Any) -> list[dict[str, Any]]:
+        statements.append(sql)
+        return await fetch(sql, *args)
+
+    monkeypatch.setattr(db, "fetch", counted)
+    body = {"member_id": member, "order_ref": "R-1", "points": 10, "reason": "welcome"}
+    first = await api.cafe.post("/v1/earn", body, key="replay-0001")
+    assert first.status_code == 201 and "idempotent-replayed" not in first.headers
+    assert not any("FROM idempotency_records" in s for s in statements), statements
+    statements.clear()
+    again = await api.cafe.post("/v1/earn", body, key="replay-0001")
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+    assert len(statements) == 1 and "idempotency_records" in statements[0], statements
