@@ -344,12 +344,13 @@ async def reversed_points(transaction_id: str) -> int:
     return int(row["points"]) if row else 0
 
 
+LOT_OF_ENTRY = (  # index lots_entry
+    "SELECT id, issuer_id, remaining, earned_at_us, expires_at_us FROM lots WHERE entry_id = {}"
+)
+
+
 async def lot_of_entry(entry_id: str) -> LotView:
-    row = await db.fetch_one(
-        "SELECT id, issuer_id, remaining, earned_at_us, expires_at_us FROM lots"
-        " WHERE entry_id = {}",
-        entry_id,
-    )
+    row = await db.fetch_one(LOT_OF_ENTRY, entry_id)
     if row is None:
         raise NotFound(f"no lot for transaction {entry_id}")
     return lot_of(row)

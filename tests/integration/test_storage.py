@@ -1,4 +1,5 @@
-"""How PostgreSQL stores what settlement writes (the migrations' physical choices)."""
+"""How the databases store and find what the ledger and settlement write (the migrations'
+physical choices)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,19 @@ async def test_statement_lines_are_an_index_only_scan() -> None:
     text = str(plan[0]["QUERY PLAN"])
     assert "Index Only Scan" in text and "entries_partner_statement" in text, text
     assert "Sort" not in text, text  # the index gives the statement's order
+
+
+async def test_a_reversal_finds_the_earns_lot_by_index() -> None:
+    """Reversing an earn reads its lot by entry id; without ``lots_entry`` that was a scan of
+    every lot on every reversal (docs/performance.md). The planner is told to avoid scans, as
+    it does on a big ledger, so only a missing index makes it scan."""
+    from coalition.journal import LOT_OF_ENTRY
+
+    sql = LOT_OF_ENTRY.replace("{}", "'txn_x'")
+    if BACKEND == "postgres":
+        async with db.write_transaction():
+            await db.execute("SET LOCAL enable_seqscan = off")
+            plan = str(await db.fetch("EXPLAIN " + sql))
+    else:
+        plan = str(await db.fetch("EXPLAIN QUERY PLAN " + sql))
+    assert "lots_entry" in plan, plan
