@@ -86,7 +86,13 @@ from bench.common import (
     temp_dir,
     unique_name,
 )
-from bench.sqlite_load import SqliteCopyConnection, is_sqlite_url, remove_database, sqlite_url
+from bench.sqlite_load import (
+    API_ENTRIES_SQL,
+    SqliteCopyConnection,
+    is_sqlite_url,
+    remove_database,
+    sqlite_url,
+)
 from bench.sqlite_load import entry_counts as sqlite_entry_counts
 
 MEMBER_PREFIX = "mem_bench_"  # + 12 digits: member ids are derived, not shipped to the clients
@@ -103,6 +109,8 @@ ENTRY_OF_OP = {
 SERVER_VARIANTS = ("shipped", "nodelay")
 # The hot phase: every client redeems 1 point at a time from member 0, who has this many.
 HOT_MEMBER_POINTS = 10_000_000
+# What a seeded earn's idempotency record answers (never replayed: load keys are fresh).
+SEED_RESULT = '{"seeded":true}'
 HOT_MIX = {"earn": 0.0, "redeem": 1.0, "balance": 0.0, "hold_share": 0.0, "points": 1}
 
 
@@ -171,7 +179,7 @@ async def seed(
         )
         for start in range(0, members, SEED_BATCH):
             ids = range(start, min(start + SEED_BATCH, members))
-            m_rows, e_rows, p_rows, l_rows, mv_rows = [], [], [], [], []
+            m_rows, e_rows, p_rows, l_rows, mv_rows, r_rows = [], [], [], [], [], []
             for i in ids:
                 points = HOT_MEMBER_POINTS if i == 0 else seed_points
                 mid, pid, eid, lot_id = (
@@ -192,10 +200,16 @@ async def seed(
                         None,
                         f"seed-{i}",
                         "bench seed points",
+                        f"key_bench_{i % partners:03d}",
+                        f"seed-{i}",
                         posted,
                         2,
                     )
                 )
+                # Each seeded earn was a keyed request: its record is there, as in a ledger with
+                # a history. Without records the planner, which sees an empty table, plans the
+                # hot path's record lookups as scans and keeps those plans as the table grows.
+                r_rows.append((pid, f"seed-{i}", "0" * 64, "ok", SEED_RESULT, eid, posted))
                 p_rows.append((eid, issued_account(pid), -points, posted))
                 p_rows.append((eid, member_account(mid), points, posted))
                 l_rows.append((lot_id, mid, pid, eid, points, points, posted, expires))
@@ -209,8 +223,27 @@ async def seed(
                 await conn.copy_records_to_table(
                     "entries",
                     records=e_rows,
-                    # id .. reason, then the times (no reversal, hold, key or job columns)
-                    columns=[*ENTRY_COLUMNS[:9], "posted_at_us", "posting_count"],
+                    # id .. reason, the key, then the times (no reversal, hold or job columns)
+                    columns=[
+                        *ENTRY_COLUMNS[:9],
+                        "key_id",
+                        "idempotency_key",
+                        "posted_at_us",
+                        "posting_count",
+                    ],
+                )
+                await conn.copy_records_to_table(
+                    "idempotency_records",
+                    records=r_rows,
+                    columns=[
+                        "partner_id",
+                        "idempotency_key",
+                        "fingerprint",
+                        "outcome",
+                        "result",
+                        "entry_id",
+                        "created_at_us",
+                    ],
                 )
                 await conn.copy_records_to_table(
                     "postings",
@@ -329,10 +362,7 @@ async def entry_counts(dsn: str) -> dict[str, int]:
 
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(
-            "SELECT kind, COUNT(*) AS n FROM entries WHERE idempotency_key IS NOT NULL"
-            " GROUP BY kind ORDER BY kind"
-        )
+        rows = await conn.fetch(API_ENTRIES_SQL)
     finally:
         await conn.close()
     return {r["kind"]: r["n"] for r in rows}

@@ -284,14 +284,19 @@ class SqliteCopyConnection:
         self._cm.__exit__(None, None, None)
 
 
+# Entries made through the API, by kind: they carry an Idempotency-Key, and the seeded
+# history's keys start with "seed-".
+API_ENTRIES_SQL = (
+    "SELECT kind, COUNT(*) AS n FROM entries WHERE idempotency_key IS NOT NULL"
+    " AND idempotency_key NOT LIKE 'seed-%' GROUP BY kind ORDER BY kind"
+)
+
+
 async def entry_counts(url: str) -> dict[str, int]:
-    """Entries made through the API (they carry an Idempotency-Key), by kind."""
+    """Entries made through the API, by kind (``API_ENTRIES_SQL``)."""
     conn = sqlite3.connect(url_path(url))
     try:
-        rows = conn.execute(
-            "SELECT kind, COUNT(*) FROM entries WHERE idempotency_key IS NOT NULL"
-            " GROUP BY kind ORDER BY kind"
-        ).fetchall()
+        rows = conn.execute(API_ENTRIES_SQL).fetchall()
     finally:
         conn.close()
     return {kind: n for kind, n in rows}
