@@ -42,20 +42,6 @@ def _check(keyid: str, digest: str, signature: str, data: bytes, jwks: dict[str,
         raise VerificationFailed("signature does not verify") from None
 
 
-def verify_json(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
-    """Returns the statement when the envelope's digest and signature hold."""
-    try:
-        envelope = json.loads(data)
-        statement, sig = envelope["statement"], envelope["signature"]
-        if sig["alg"] != "ed25519":
-            raise VerificationFailed(f"unsupported alg {sig['alg']!r}")
-        _check(sig["keyid"], sig["digest"], sig["value"], canonical(statement), jwks)
-    except (ValueError, KeyError, TypeError) as bad:
-        raise VerificationFailed(f"not a signed statement: {bad}") from None
-    result: dict[str, Any] = statement
-    return result
-
-
 TRAILER = ("keyid", "digest", "signature", "statement-digest")
 _B64 = "[A-Za-z0-9+/]+={0,2}"
 TRAILER_FORMS = {
@@ -63,6 +49,24 @@ TRAILER_FORMS = {
     "signature": re.compile(f":{_B64}:"),
     "statement-digest": re.compile(f"sha-256=:{_B64}:"),
 }
+
+
+def verify_json(data: bytes, jwks: dict[str, Any]) -> dict[str, Any]:
+    """Returns the statement when the envelope's digest and signature hold and the file is
+    exactly as signed: canonical JSON, its values in their forms (docs/settlement.md)."""
+    try:
+        envelope = json.loads(data)
+        statement, sig = envelope["statement"], envelope["signature"]
+        if sig["alg"] != "ed25519":
+            raise VerificationFailed(f"unsupported alg {sig['alg']!r}")
+        _check(sig["keyid"], sig["digest"], sig["value"], canonical(statement), jwks)
+        exact = data == canonical(envelope) and TRAILER_FORMS["signature"].fullmatch(sig["value"])
+    except (ValueError, KeyError, TypeError) as bad:
+        raise VerificationFailed(f"not a signed statement: {bad}") from None
+    if not exact:  # e.g. whitespace added, or the signature value loosely written
+        raise VerificationFailed("the statement file is not exactly as signed")
+    result: dict[str, Any] = statement
+    return result
 
 
 def verify_csv(data: bytes, jwks: dict[str, Any]) -> str:
