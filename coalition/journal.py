@@ -100,20 +100,35 @@ class Pending(Generic[T]):
     writes: Writes
 
 
-def _next_lot_id_sql() -> str:
-    # Taken with the member lock, so the new lot can be written in the same chain as the
-    # movements that name it. SQLite: its write lock is held, so MAX + 1 cannot race.
-    if db.is_postgres():
-        return "nextval(pg_get_serial_sequence('lots', 'id'))"
-    return "(SELECT COALESCE(MAX(id), 0) + 1 FROM lots)"
-
-
-async def lock_member(member_id: str, *, new_lot_id: bool = False) -> dict[str, Any]:
-    """The member's row, locked; with ``new_lot_id``, also the id of a lot about to be written."""
-    extra = f", {_next_lot_id_sql()} AS new_lot_id" if new_lot_id else ""
+async def lock_member(member_id: str) -> dict[str, Any]:
+    """The member's row, locked."""
     row = await db.fetch_one(
-        f"SELECT {MEMBER_COLUMNS}{extra} FROM members WHERE id = {{}}{db.for_update()}", member_id
+        f"SELECT {MEMBER_COLUMNS} FROM members WHERE id = {{}}{db.for_update()}", member_id
     )
+    if row is None:
+        raise NotFound(f"member {member_id} not found", member_id=member_id)
+    return row
+
+
+# PostgreSQL reads what a use case decides on in the same call that takes the member lock, by
+# the functions of migration 2026-12-02T19: their second statement's snapshot is taken with the
+# lock held, as a second round trip's would be, and the lock is held one round trip less.
+# SQLite's IMMEDIATE transaction holds the database lock from its start: plain reads will do.
+_SQLITE_FOR_EARN = (
+    f"SELECT {MEMBER_COLUMNS}, (SELECT COALESCE(MAX(id), 0) + 1 FROM lots) AS new_lot_id,"
+    " available_points - (SELECT COALESCE(SUM(remaining), 0) FROM lots WHERE member_id = {}"
+    " AND remaining > 0 AND expires_at_us <= {}) AS spendable FROM members WHERE id = {}"
+)
+
+
+async def lock_member_for_earn(member_id: str, now_us: int) -> dict[str, Any]:
+    """The member's row, locked, with ``new_lot_id`` (the id of the lot the earn writes, so it
+    goes in the same chain as the movements that name it) and ``spendable``: the balance less
+    lots past expiry that the nightly job has not swept."""
+    if db.is_postgres():
+        row = await db.fetch_one("SELECT * FROM lock_member_for_earn({}, {})", member_id, now_us)
+    else:
+        row = await db.fetch_one(_SQLITE_FOR_EARN, member_id, now_us, member_id)
     if row is None:
         raise NotFound(f"member {member_id} not found", member_id=member_id)
     return row
@@ -128,6 +143,23 @@ async def unexpired_lots(member_id: str, now_us: int) -> list[LotView]:
         now_us,
     )
     return [LotView(**row) for row in rows]
+
+
+async def lock_member_with_lots(
+    member_id: str, now_us: int
+) -> tuple[dict[str, Any], list[LotView]]:
+    """:func:`lock_member`, then :func:`unexpired_lots`."""
+    if not db.is_postgres():
+        return await lock_member(member_id), await unexpired_lots(member_id, now_us)
+    rows = await db.fetch("SELECT * FROM lock_member_lots({}, {})", member_id, now_us)
+    if not rows:
+        raise NotFound(f"member {member_id} not found", member_id=member_id)
+    lots = [
+        LotView(r["lot_id"], r["issuer_id"], r["remaining"], r["earned_at_us"], r["expires_at_us"])
+        for r in rows
+        if r["lot_id"] is not None
+    ]
+    return rows[0], lots
 
 
 def insert_entry(writes: Writes, entry: NewEntry, postings: Sequence[tuple[str, int]]) -> None:
@@ -247,22 +279,6 @@ def update_member(
         held,
         debt,
         member_id,
-    )
-
-
-def credit_member(writes: Writes, member_id: str, points: int, repaid: int, now_us: int) -> None:
-    """Add an earn (``repaid`` of it went to debts); as the last write, it returns the member's
-    spendable points: the balance less lots past expiry that the nightly job has not swept."""
-    writes.add(
-        "UPDATE members SET available_points = available_points + {},"
-        " debt_points = debt_points - {} WHERE id = {}"
-        " RETURNING available_points - (SELECT COALESCE(SUM(remaining), 0) FROM lots"
-        " WHERE member_id = {} AND remaining > 0 AND expires_at_us <= {}) AS spendable",
-        points,
-        repaid,
-        member_id,
-        member_id,
-        now_us,
     )
 
 

@@ -84,7 +84,7 @@ class Ledger:
     ) -> tuple[Earned, bool]:
         """Points from a purchase amount (partner's earn rate) or bonus points within the cap."""
 
-        async def operation() -> Earned:
+        async def operation() -> Pending[Earned]:
             partner = await _partner_may(cause, "earn")
             if amount_minor is not None:
                 if currency != partner["currency"]:
@@ -135,9 +135,9 @@ class Ledger:
         amount_minor: int | None,
         currency: str | None,
         occurred_at_us: int | None,
-    ) -> Earned:
+    ) -> Pending[Earned]:
         now = self.now_us()
-        member = await journal.lock_member(member_id, new_lot_id=True)
+        member = await journal.lock_member_for_earn(member_id, now)
         entry = NewEntry(
             new_id("txn"),
             kind,
@@ -179,11 +179,11 @@ class Ledger:
             movements.append(Movement(lot, "debt_repayment", -n, -n, n, debt.creditor_id))
             journal.reduce_debt(writes, debt.id, n)
         journal.insert_movements(writes, entry, member_id, movements, skip_lot=lot.id)
-        journal.credit_member(writes, member_id, points, repaid, self.now_us())
-        credited = await writes.run()
-        assert credited is not None
-        available = int(credited["spendable"])
-        return Earned(entry.id, points, available, rfc3339(expires_at), repaid, rfc3339(now))
+        # available_points is lots less debt: the lot adds points - repaid, the repaid debt goes.
+        journal.update_member(writes, member_id, available=points, debt=-repaid)
+        available = int(member["spendable"]) + points  # the new lot expires in the future
+        earned = Earned(entry.id, points, available, rfc3339(expires_at), repaid, rfc3339(now))
+        return Pending(earned, writes)
 
     # -- redeem, hold, capture, void ----------------------------------------------------------
 
@@ -208,8 +208,7 @@ class Ledger:
         async def operation() -> Pending[Redemption]:
             partner = await _partner_may(cause, "redeem")
             now = self.now_us()
-            member = await journal.lock_member(member_id)
-            lots = await journal.unexpired_lots(member_id, now)
+            member, lots = await journal.lock_member_with_lots(member_id, now)
             available = sum(lot.remaining for lot in lots) - int(member["debt_points"])
             if available < points:
                 raise InsufficientPoints(

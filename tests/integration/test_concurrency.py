@@ -8,9 +8,14 @@ from collections import Counter
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from coalition import db, queries
+import asyncpg
+import pytest
+
+from coalition import db, journal, queries
 from coalition.errors import CoalitionError
-from coalition.ledger import to_us
+from coalition.ledger import LotView, to_us
+from tests.conftest import DATABASE_URL
+from tests.databases import BACKEND
 from tests.support import Coalition
 
 
@@ -125,3 +130,41 @@ async def test_racing_captures_and_voids_resolve_a_hold_once(world: Coalition) -
     assert counts["ok"] == 1 and counts["hold-state"] == 19
     rows = await db.fetch("SELECT id FROM entries WHERE resolves_hold_id = {}", hold.redemption_id)
     assert len(rows) == 1
+
+
+async def _until_a_session_waits_on_a_lock(inspector: asyncpg.Connection) -> None:
+    for _ in range(2000):  # polls a condition, not a race: at most 10 s
+        if await inspector.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ):
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("no session started waiting on the member's lock")
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="the one-call lock and read is PostgreSQL's")
+async def test_lots_read_with_the_lock_include_the_last_holders_writes(world: Coalition) -> None:
+    """The member lock and the member's lots come in one call (``lock_member_lots``); the lots
+    must still be read after the lock is granted, or a redemption queued behind another would
+    decide on points the other one has just spent."""
+    member = await world.member(1000)
+    holder = await asyncpg.connect(DATABASE_URL)
+    spent = "UPDATE lots SET remaining = remaining + $2 WHERE member_id = $1"
+
+    async def lock_and_read() -> tuple[dict[str, Any], list[LotView]]:
+        async with db.write_transaction():
+            return await journal.lock_member_with_lots(member, to_us(world.clock()))
+
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
+            await holder.execute(spent, member, -400)
+            waiter = asyncio.create_task(lock_and_read())
+            await _until_a_session_waits_on_a_lock(holder)
+        row, lots = await waiter
+        assert row["id"] == member
+        assert [lot.remaining for lot in lots] == [600]
+    finally:
+        await holder.execute(spent, member, 400)  # as it was, for the auditor
+        await holder.close()

@@ -175,6 +175,8 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         repaid = self._model_earn(result.transaction_id, p, member, points)
         assert (result.points, result.debt_repaid_points) == (points, repaid)
+        # the answer's balance: after the earn, less unswept lots past expiry
+        assert result.available_points == self.model[member].available(self.now)
         return result.transaction_id
 
     # -- redeeming ----------------------------------------------------------------------------
