@@ -15,15 +15,15 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from redis.exceptions import RedisError
 
 from coalition import program, queries
-from coalition.clock import now_us
+from coalition.clock import Clock, now_us
 from coalition.errors import InvalidInput
 from coalition.idempotency import answer
 from coalition.journal import Cause
 from coalition.ledger import to_us
 from coalition.results import Earned, Enrolled, Redemption, Reversal
 from coalition.service import Ledger
-from partners.auth import Caller
-from partners.guards import Guards
+from partners.auth import Caller, RateLimited
+from partners.guards import Admission, Guards
 from partners.schemas import (
     CaptureRequest,
     EarnRequest,
@@ -52,6 +52,8 @@ class Api:
     ledger: Ledger
     guards: Guards
     in_flight_seconds: int
+    rate_limit_per_second: int
+    clock: Clock
 
 
 def cause_of(caller: Caller) -> Cause:
@@ -77,16 +79,20 @@ async def keyed(
     if stored is not None:
         return Response(stored, status_code=status_code, headers=REPLAYED)
     assert caller.idempotency_key is not None
-    token = await api.guards.acquire_in_flight(
-        caller.partner_id, caller.idempotency_key, api.in_flight_seconds
-    )
-    if token is None:
+    # Admitted here rather than before the body was parsed, so the rate count and the marker
+    # take one Redis round trip, and a request refused before it runs leaves no marker behind.
+    claim = api.guards.in_flight(caller.partner_id, caller.idempotency_key, api.in_flight_seconds)
+    now_s = int(api.clock().timestamp())
+    admission = await api.guards.admit(caller.partner_id, api.rate_limit_per_second, now_s, claim)
+    if admission is Admission.RATE_LIMITED:
+        raise RateLimited
+    if admission is Admission.CLAIMED_BY_ANOTHER:
         raise InFlight
     try:
         result, replayed = await call(cause)
     finally:
         try:
-            await api.guards.release_in_flight(caller.partner_id, caller.idempotency_key, token)
+            await api.guards.release(claim)
         except RedisError:
             log.warning("could not release an in-flight marker; it expires by itself")
     return Response(result, status_code=status_code, headers=REPLAYED if replayed else None)

@@ -28,7 +28,7 @@ from coalition.settings import Settings
 from partners import signing
 from partners.api import CONTROLLERS, Api, InFlight
 from partners.auth import Caller, IdempotencyKeyInvalid, RateLimited, Replayed, verify
-from partners.guards import Guards
+from partners.guards import Admission, Guards
 from partners.logs import RequestLogMiddleware
 from partners.openapi import document_problems
 from partners.problems import PROBLEMS, problem_response
@@ -150,14 +150,29 @@ def create_app(
     (False when the caller, e.g. a test session, manages it)."""
     redis = redis or Redis.from_url(settings.redis_url)
     guards = Guards(redis, settings.redis_key_prefix)
-    api = Api(Ledger(settings, clock), guards, settings.idempotency_in_flight_seconds)
+    api = Api(
+        Ledger(settings, clock),
+        guards,
+        settings.idempotency_in_flight_seconds,
+        settings.rate_limit_per_second,
+        clock,
+    )
+    nonce_ttl = settings.signature_max_age_seconds + settings.signature_clock_skew_seconds
 
     async def authenticate(request: Request[Any, Any, Any]) -> None:
-        caller = await verify(request, settings, guards, clock)
-        now_s = int(clock().timestamp())
-        if not await guards.within_rate(caller.partner_id, settings.rate_limit_per_second, now_s):
-            raise RateLimited
+        caller = await verify(request, settings, clock)
         request.state.caller = caller
+        if caller.idempotency_key is not None and caller.record is None:
+            return  # a write that will run: `keyed` admits it with its in-flight marker
+        claim = guards.nonce(caller.key_id, caller.nonce, nonce_ttl) if caller.nonce else None
+        now_s = int(clock().timestamp())
+        admission = await guards.admit(
+            caller.partner_id, settings.rate_limit_per_second, now_s, claim
+        )
+        if admission is Admission.RATE_LIMITED:
+            raise RateLimited
+        if admission is Admission.CLAIMED_BY_ANOTHER:
+            raise Replayed("this nonce was already used with this key")
 
     def caller(request: Request[Any, Any, Any]) -> Caller:
         verified: Caller = request.state.caller

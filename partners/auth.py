@@ -19,7 +19,6 @@ from coalition.errors import InvalidInput
 from coalition.ledger import to_us
 from coalition.settings import Settings
 from partners import signing
-from partners.guards import Guards
 from partners.keys import verification_key
 
 IDEMPOTENCY_KEY = re.compile(r'^"?([A-Za-z0-9._:~-]{8,255})"?$')
@@ -49,6 +48,7 @@ class Caller:
     partner: dict[str, Any] | None = None  # the partner's row, read with the key
     # the idempotency record stored under ``idempotency_key`` when the key was read, if any
     record: dict[str, Any] | None = None
+    nonce: str | None = None  # a request without a body: single use, claimed on admission
 
 
 def idempotency_key(header: str | None) -> str:
@@ -72,9 +72,8 @@ def fingerprint(method: str, raw_path: str, raw_query: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-async def verify(
-    request: Request[Any, Any, Any], settings: Settings, guards: Guards, clock: Clock
-) -> Caller:
+async def verify(request: Request[Any, Any, Any], settings: Settings, clock: Clock) -> Caller:
+    """The verified caller; its nonce is claimed when it is admitted (``partners.app``)."""
     method = request.method
     raw_path = request.scope["raw_path"].decode("latin-1")
     raw_query = request.scope["query_string"].decode("latin-1")
@@ -117,11 +116,7 @@ async def verify(
             raise UnsupportedMediaType("Content-Type must be application/json")
         request_fingerprint = fingerprint(method, raw_path, raw_query, body)
         return Caller(partner_id, parsed.keyid, key, request_fingerprint, partner, found.record)
-    if parsed.nonce is not None:
-        ttl = settings.signature_max_age_seconds + settings.signature_clock_skew_seconds
-        if not await guards.claim_nonce(parsed.keyid, parsed.nonce, ttl):
-            raise Replayed("this nonce was already used with this key")
-    return Caller(partner_id, parsed.keyid, None, None, partner)
+    return Caller(partner_id, parsed.keyid, None, None, partner, nonce=parsed.nonce)
 
 
 class UnsupportedMediaType(InvalidInput):

@@ -1,4 +1,4 @@
-"""Short-lived request state kept in Redis: nonces, rate windows, in-flight idempotency keys.
+"""Short-lived request state kept in Redis: rate windows, nonces, in-flight idempotency keys.
 
 Everything here expires by itself; nothing in Redis is needed to keep the ledger correct (the
 database's unique idempotency records are the real guard against double posting).
@@ -6,38 +6,70 @@ database's unique idempotency records are the real guard against double posting)
 
 from __future__ import annotations
 
+import enum
 import secrets
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+# One round trip admits a request: it counts the request in its partner's window of this second
+# and, within the limit, takes its claim (a nonce, or an Idempotency-Key's in-flight marker).
+# A request over the limit claims nothing. KEYS: the window[, the claim]. ARGV: the limit, the
+# claim's value and TTL.
+_ADMIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], 2) end
+if count > tonumber(ARGV[1]) then return 0 end
+if #KEYS == 2 and not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then return 1 end
+return 2
+"""
+
 # Delete the in-flight marker only if it is still ours (a slow request may outlive its TTL).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+class Admission(enum.Enum):
+    RATE_LIMITED = 0
+    CLAIMED_BY_ANOTHER = 1  # the nonce was used, or the key is in flight
+    ADMITTED = 2
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A Redis key a request takes for itself (SET NX) for ``ttl_seconds``."""
+
+    key: str
+    value: str
+    ttl_seconds: int
 
 
 class Guards:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
+        self._admit = redis.register_script(_ADMIT)
+        self._release = redis.register_script(_RELEASE)
 
-    async def claim_nonce(self, keyid: str, nonce: str, ttl_seconds: int) -> bool:
-        """True the first time a (keyid, nonce) pair is seen within ``ttl_seconds``."""
-        key = f"{self.prefix}nonce:{keyid}:{nonce}"
-        return bool(await self.redis.set(key, b"1", nx=True, ex=ttl_seconds))
+    def nonce(self, keyid: str, nonce: str, ttl_seconds: int) -> Claim:
+        """Single use of a (keyid, nonce) pair within ``ttl_seconds``."""
+        return Claim(f"{self.prefix}nonce:{keyid}:{nonce}", "1", ttl_seconds)
 
-    async def within_rate(self, partner_id: str, limit_per_second: int, now_s: int) -> bool:
-        key = f"{self.prefix}rate:{partner_id}:{now_s}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 2)
-            count, _ = await pipe.execute()
-        return int(count) <= limit_per_second
-
-    async def acquire_in_flight(self, partner_id: str, key: str, ttl_seconds: int) -> str | None:
-        """A token if no other request with this key is running, else None."""
-        token = secrets.token_hex(8)
+    def in_flight(self, partner_id: str, key: str, ttl_seconds: int) -> Claim:
+        """The running request of an Idempotency-Key; its token lets only it release the claim."""
         marker = f"{self.prefix}inflight:{partner_id}:{key}"
-        acquired = await self.redis.set(marker, token, nx=True, ex=ttl_seconds)
-        return token if acquired else None
+        return Claim(marker, secrets.token_hex(8), ttl_seconds)
 
-    async def release_in_flight(self, partner_id: str, key: str, token: str) -> None:
-        await self.redis.eval(_RELEASE, 1, f"{self.prefix}inflight:{partner_id}:{key}", token)  # type: ignore[misc]
+    async def admit(
+        self, partner_id: str, limit_per_second: int, now_s: int, claim: Claim | None = None
+    ) -> Admission:
+        window = f"{self.prefix}rate:{partner_id}:{now_s}"
+        if claim is None:
+            answer = await self._admit(keys=[window], args=[limit_per_second])
+        else:
+            answer = await self._admit(
+                keys=[window, claim.key], args=[limit_per_second, claim.value, claim.ttl_seconds]
+            )
+        return Admission(int(answer))
+
+    async def release(self, claim: Claim) -> None:
+        await self._release(keys=[claim.key], args=[claim.value])

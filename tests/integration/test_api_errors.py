@@ -300,6 +300,47 @@ async def test_rate_limit_is_429_with_retry_after(limited: ApiWorld) -> None:
     assert (await limited.cafe.get(f"/v1/members/{member}")).status_code == 200
 
 
+async def test_writes_count_against_the_rate_and_a_refused_one_can_be_retried(
+    limited: ApiWorld,
+) -> None:
+    """A write is admitted (counted, its key marked in flight) just before it runs: over the
+    limit it is refused with nothing written and no marker left, so its retry runs."""
+    member = await limited.world.member()
+    earn = {"member_id": member, "order_ref": "o", "points": 5, "reason": "r"}
+    statuses = [
+        (await limited.cafe.post("/v1/earn", earn, key=f"rate-key-{n}")).status_code
+        for n in range(4)
+    ]
+    assert statuses == [201, 201, 201, 429]
+    before = await ledger_rows()
+    problem(await limited.cafe.post("/v1/earn", earn, key="rate-key-3"), 429, "rate-limited")
+    assert await ledger_rows() == before
+    limited.world.clock.advance(seconds=1)
+    retried = await limited.cafe.post("/v1/earn", earn, key="rate-key-3")
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+    assert await ledger_rows() != before
+
+
+async def test_a_read_over_the_rate_does_not_use_up_its_nonce(limited: ApiWorld) -> None:
+    member = await limited.world.member()
+    for _ in range(3):
+        assert (await limited.cafe.get(f"/v1/members/{member}")).status_code == 200
+    request = limited.cafe.signed("GET", f"/v1/members/{member}", nonce="after-429")
+    problem(await limited.cafe.send(request), 429, "rate-limited")
+    limited.world.clock.advance(seconds=1)
+    assert (await limited.cafe.send(request)).status_code == 200
+    problem(await limited.cafe.send(request), 401, "signature-replayed")
+
+
+async def test_a_write_refused_before_it_runs_leaves_its_key_free(
+    api: ApiWorld, member: str
+) -> None:
+    bad = await api.cafe.post("/v1/earn", {"member_id": member, "points": "5"}, key="free-key-1")
+    problem(bad, 400, "invalid-request")
+    earn = {"member_id": member, "order_ref": "o", "points": 5, "reason": "r"}
+    assert (await api.cafe.post("/v1/earn", earn, key="free-key-1")).status_code == 201
+
+
 async def test_key_rotation_and_immediate_revocation(api: ApiWorld, member: str) -> None:
     w, now = api.world, to_us(api.world.clock())
     second = Ed25519PrivateKey.generate()
