@@ -332,6 +332,23 @@ async def test_a_read_over_the_rate_does_not_use_up_its_nonce(limited: ApiWorld)
     problem(await limited.cafe.send(request), 401, "signature-replayed")
 
 
+async def test_a_key_is_free_again_at_once_after_a_5xx(
+    api: ApiWorld, member: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    earn = {"member_id": member, "order_ref": "o", "points": 5, "reason": "r"}
+    with monkeypatch.context() as patched:
+        patched.setattr(db, "WRITE_DEADLINE_SECONDS", -1.0)  # every write is "too slow"
+        failed = await api.cafe.post("/v1/earn", earn, key="after-5xx-1")
+    problem(failed, 503, "service-unavailable")
+    retried = await api.cafe.post("/v1/earn", earn, key="after-5xx-1")
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+    marker = f"{api.settings.redis_key_prefix}inflight:{api.cafe.partner_id}:after-5xx-1"
+    assert await api.app.state.redis.exists(marker)  # left to expire: the record answers now
+    again = await api.cafe.post("/v1/earn", earn, key="after-5xx-1")
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.content == retried.content
+
+
 async def test_a_write_refused_before_it_runs_leaves_its_key_free(
     api: ApiWorld, member: str
 ) -> None:
