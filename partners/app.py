@@ -164,7 +164,9 @@ def create_app(
         request.state.caller = caller
         if caller.idempotency_key is not None and caller.record is None:
             return  # a write that will run: `keyed` admits it with its in-flight marker
-        claim = guards.nonce(caller.key_id, caller.nonce, nonce_ttl) if caller.nonce else None
+        claim = None
+        if caller.nonce is not None:  # an empty nonce is single-use too
+            claim = guards.nonce(caller.key_id, caller.nonce, nonce_ttl)
         now_s = int(clock().timestamp())
         admission = await guards.admit(
             caller.partner_id, settings.rate_limit_per_second, now_s, claim

@@ -100,6 +100,9 @@ async def test_a_nonce_is_single_use_on_get(api: ApiWorld, member: str) -> None:
     request = api.cafe.signed("GET", f"/v1/members/{member}", nonce="once-only")
     assert (await api.cafe.send(request)).status_code == 200
     problem(await api.cafe.send(request), 401, "signature-replayed")
+    empty = api.cafe.signed("GET", f"/v1/members/{member}", nonce="")  # a nonce all the same
+    assert (await api.cafe.send(empty)).status_code == 200
+    problem(await api.cafe.send(empty), 401, "signature-replayed")
     # Another key may use the same nonce value.
     assert (await api.fuel.get(f"/v1/members/{member}", nonce="once-only")).status_code == 200
 
