@@ -15,15 +15,15 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from redis.exceptions import RedisError
 
 from coalition import program, queries
-from coalition.clock import Clock, now_us
+from coalition.clock import now_us
 from coalition.errors import InvalidInput
 from coalition.idempotency import answer
 from coalition.journal import Cause
 from coalition.ledger import to_us
 from coalition.results import Earned, Enrolled, Redemption, Reversal
 from coalition.service import Ledger
-from partners.auth import Caller, RateLimited
-from partners.guards import Admission, Claim, Guards
+from partners.auth import Caller
+from partners.guards import Claim, Guards
 from partners.schemas import (
     CaptureRequest,
     EarnRequest,
@@ -52,8 +52,6 @@ class Api:
     ledger: Ledger
     guards: Guards
     in_flight_seconds: int
-    rate_limit_per_second: int
-    clock: Clock
 
 
 def cause_of(caller: Caller) -> Cause:
@@ -82,11 +80,7 @@ async def keyed(
     # Admitted here rather than before the body was parsed, so the rate count and the marker
     # take one Redis round trip, and a request refused before it runs leaves no marker behind.
     claim = api.guards.in_flight(caller.partner_id, caller.idempotency_key, api.in_flight_seconds)
-    now_s = int(api.clock().timestamp())
-    admission = await api.guards.admit(caller.partner_id, api.rate_limit_per_second, now_s, claim)
-    if admission is Admission.RATE_LIMITED:
-        raise RateLimited
-    if admission is Admission.CLAIMED_BY_ANOTHER:
+    if not await api.guards.admit(caller.partner_id, claim):
         raise InFlight
     try:
         result, replayed = await call(cause)

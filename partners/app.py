@@ -27,8 +27,8 @@ from coalition.service import Ledger
 from coalition.settings import Settings
 from partners import signing
 from partners.api import CONTROLLERS, Api, InFlight
-from partners.auth import Caller, IdempotencyKeyInvalid, RateLimited, Replayed, verify
-from partners.guards import Admission, Guards
+from partners.auth import Caller, IdempotencyKeyInvalid, Replayed, verify
+from partners.guards import Guards, RateLimited
 from partners.logs import RequestLogMiddleware
 from partners.openapi import document_problems
 from partners.problems import PROBLEMS, problem_response
@@ -149,14 +149,8 @@ def create_app(
     """The partner API. ``own_database``: open and close the database pool with the app
     (False when the caller, e.g. a test session, manages it)."""
     redis = redis or Redis.from_url(settings.redis_url)
-    guards = Guards(redis, settings.redis_key_prefix)
-    api = Api(
-        Ledger(settings, clock),
-        guards,
-        settings.idempotency_in_flight_seconds,
-        settings.rate_limit_per_second,
-        clock,
-    )
+    guards = Guards(redis, settings.redis_key_prefix, settings.rate_limit_per_second, clock)
+    api = Api(Ledger(settings, clock), guards, settings.idempotency_in_flight_seconds)
     nonce_ttl = settings.signature_max_age_seconds + settings.signature_clock_skew_seconds
 
     async def authenticate(request: Request[Any, Any, Any]) -> None:
@@ -167,13 +161,7 @@ def create_app(
         claim = None
         if caller.nonce is not None:  # an empty nonce is single-use too
             claim = guards.nonce(caller.key_id, caller.nonce, nonce_ttl)
-        now_s = int(clock().timestamp())
-        admission = await guards.admit(
-            caller.partner_id, settings.rate_limit_per_second, now_s, claim
-        )
-        if admission is Admission.RATE_LIMITED:
-            raise RateLimited
-        if admission is Admission.CLAIMED_BY_ANOTHER:
+        if not await guards.admit(caller.partner_id, claim):
             raise Replayed("this nonce was already used with this key")
 
     def caller(request: Request[Any, Any, Any]) -> Caller:

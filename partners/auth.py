@@ -33,10 +33,6 @@ class Replayed(Exception):
     """A nonce seen before within the window."""
 
 
-class RateLimited(Exception):
-    pass
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """A verified partner request."""

@@ -6,16 +6,17 @@ database's unique idempotency records are the real guard against double posting)
 
 from __future__ import annotations
 
-import enum
 import secrets
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from coalition.clock import Clock
+
 # One round trip admits a request: it counts the request in its partner's window of this second
 # and, within the limit, takes its claim (a nonce, or an Idempotency-Key's in-flight marker).
 # A request over the limit claims nothing. KEYS: the window[, the claim]. ARGV: the limit, the
-# claim's value and TTL.
+# claim's value and TTL. Answers 0: over the limit, 1: the claim is another's, 2: admitted.
 _ADMIT = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], 2) end
@@ -28,10 +29,8 @@ return 2
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
-class Admission(enum.Enum):
-    RATE_LIMITED = 0
-    CLAIMED_BY_ANOTHER = 1  # the nonce was used, or the key is in flight
-    ADMITTED = 2
+class RateLimited(Exception):
+    """The partner is over its rate limit (429)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,11 @@ class Claim:
 
 
 class Guards:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, limit_per_second: int, clock: Clock) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.limit_per_second = limit_per_second
+        self.clock = clock
         self._admit = redis.register_script(_ADMIT)
         self._release = redis.register_script(_RELEASE)
 
@@ -59,17 +60,19 @@ class Guards:
         marker = f"{self.prefix}inflight:{partner_id}:{key}"
         return Claim(marker, secrets.token_hex(8), ttl_seconds)
 
-    async def admit(
-        self, partner_id: str, limit_per_second: int, now_s: int, claim: Claim | None = None
-    ) -> Admission:
-        window = f"{self.prefix}rate:{partner_id}:{now_s}"
-        if claim is None:
-            answer = await self._admit(keys=[window], args=[limit_per_second])
-        else:
-            answer = await self._admit(
-                keys=[window, claim.key], args=[limit_per_second, claim.value, claim.ttl_seconds]
-            )
-        return Admission(int(answer))
+    async def admit(self, partner_id: str, claim: Claim | None = None) -> bool:
+        """Count the request in its partner's window (:class:`RateLimited` over the limit) and
+        take its claim: False when another request holds it."""
+        window = f"{self.prefix}rate:{partner_id}:{int(self.clock().timestamp())}"
+        keys: list[str] = [window]
+        args: list[str | int] = [self.limit_per_second]
+        if claim is not None:
+            keys.append(claim.key)
+            args += [claim.value, claim.ttl_seconds]
+        answer = int(await self._admit(keys=keys, args=args))
+        if answer == 0:
+            raise RateLimited
+        return answer == 2
 
     async def release(self, claim: Claim) -> None:
         await self._release(keys=[claim.key], args=[claim.value])
