@@ -277,8 +277,13 @@ async def seed(
 # --- the API server ---------------------------------------------------------------------------
 
 
+# ``--server-setting NAME=VALUE``: settings of the API server under test (COALITION_NAME).
+SERVER_SETTINGS: dict[str, str] = {}
+
+
 def server_env(dsn: str, redis_url: str, prefix: str, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COALITION_")}
+    env.update({f"COALITION_{name.upper()}": value for name, value in SERVER_SETTINGS.items()})
     env.update(
         COALITION_DATABASE_URL=dsn,
         COALITION_REDIS_URL=redis_url,
@@ -862,6 +867,13 @@ def main(argv: list[str] | None = None) -> int:
         help="py-spy record flags, e.g. '--gil' or '--idle --threads'",
     )
     parser.add_argument("--no-ceilings", action="store_true")
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting of the API server, e.g. write_batches=0 (repeatable)",
+    )
     parser.add_argument("--ledger-schema", choices=["coalition", "minimal"], action="append")
     parser.add_argument("--keep-database", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
@@ -874,6 +886,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", help="write the full results here")
     args = parser.parse_args(argv)
+    SERVER_SETTINGS.update(setting.split("=", 1) for setting in args.server_setting)
     sqlite = args.db == "sqlite"
     # One worker on SQLite (`coalition up` serves so; writers serialise on the database lock
     # anyway). The shipped server runs on uvloop, which sets TCP_NODELAY itself: the nodelay

@@ -51,7 +51,7 @@ async def run_keyed(
                 result, writes = outcome.result, outcome.writes
             else:
                 result, writes = outcome, Writes()
-            _add_record(writes, cause, "ok", msgspec.json.encode(result), now_us())
+            add_record(writes, cause, "ok", msgspec.json.encode(result), now_us())
             await writes.run()
         return result, False
     except CoalitionError as rejection:
@@ -59,7 +59,7 @@ async def run_keyed(
         try:
             async with db.write_transaction():
                 writes = Writes()
-                _add_record(writes, cause, "error", rejection.to_record(), now_us())
+                add_record(writes, cause, "error", rejection.to_record(), now_us())
                 await writes.run()
         except UNIQUE_VIOLATIONS:
             pass  # a concurrent twin stored its outcome first: answer with that one
@@ -103,7 +103,8 @@ def answer(cause: Cause, record: dict[str, Any] | None, result_type: type[T]) ->
     return msgspec.json.decode(record["result"], type=result_type)
 
 
-def _add_record(writes: Writes, cause: Cause, outcome: str, result: bytes, now_us: int) -> None:
+def add_record(writes: Writes, cause: Cause, outcome: str, result: bytes, now_us: int) -> None:
+    """Add the record of ``cause``'s outcome to ``writes``."""
     # The entry this key produced, if any: named by the writes that post it (the same statement
     # cannot see that row), else found by the same (partner, key) pair.
     entry: tuple[Any, ...] = (writes.entry_id,)

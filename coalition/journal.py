@@ -77,6 +77,14 @@ class Writes:
     def add(self, sql: str, *args: Any) -> None:
         self._parts.append((sql, args))
 
+    def extend(self, other: Writes) -> None:
+        """Append ``other``'s writes (another use case's, on other rows: a batch)."""
+        self._parts += other._parts
+
+    @property
+    def arg_count(self) -> int:
+        return sum(len(args) for _, args in self._parts)
+
     async def run(self) -> dict[str, Any] | None:
         """Send them all; the first row the last one returns (``RETURNING``), if any."""
         if not self._parts:
@@ -89,6 +97,21 @@ class Writes:
         for sql, args_ in head:
             await db.execute(sql, *args_)
         return await db.fetch_one(last, *last_args)
+
+
+# PostgreSQL's protocol allows 32,767 parameters in one statement; a batch stays below.
+MAX_STATEMENT_ARGS = 30_000
+
+
+async def run_together(batch: Sequence[Writes]) -> None:
+    """Several use cases' writes (on different members) in as few statements as fit."""
+    statement = Writes()
+    for writes in batch:
+        if statement.arg_count + writes.arg_count > MAX_STATEMENT_ARGS:
+            await statement.run()
+            statement = Writes()
+        statement.extend(writes)
+    await statement.run()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +183,51 @@ async def lock_member_with_lots(
         if r["lot_id"] is not None
     ]
     return rows[0], lots
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """A member locked for a write, with what its use case decides on: for a redemption
+    (``lots``) the unexpired lots in consumption order; for an earn the member row also
+    carries ``new_lot_id`` and ``spendable``."""
+
+    member: dict[str, Any]
+    lots: list[LotView]
+
+
+async def lock_for(member_id: str, lots: bool, now_us: int) -> Locked:
+    """Lock one member for an earn (``lots`` false) or a redemption (``lots`` true)."""
+    if lots:
+        return Locked(*await lock_member_with_lots(member_id, now_us))
+    return Locked(await lock_member_for_earn(member_id, now_us), [])
+
+
+async def lock_members(wanted: dict[str, bool], now_us: int) -> dict[str, Locked]:
+    """PostgreSQL: :func:`lock_for` for several members (member id -> ``lots``) in one call,
+    their locks taken in the order of their ids. A member that does not exist is left out."""
+    members = sorted(wanted)
+    rows = await db.fetch(
+        "SELECT * FROM lock_members({}::text[], {}::boolean[], {})",
+        members,
+        [wanted[m] for m in members],
+        now_us,
+    )
+    locked: dict[str, Locked] = {}
+    for row in rows:
+        member_id = row["id"]
+        if member_id not in locked:
+            locked[member_id] = Locked(row, [])
+        if row["lot_id"] is not None:
+            locked[member_id].lots.append(
+                LotView(
+                    row["lot_id"],
+                    row["issuer_id"],
+                    row["remaining"],
+                    row["earned_at_us"],
+                    row["expires_at_us"],
+                )
+            )
+    return locked
 
 
 def insert_entry(writes: Writes, entry: NewEntry, postings: Sequence[tuple[str, int]]) -> None:

@@ -5,15 +5,19 @@ writes the entry, its postings and lot movements, and the new balances.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import msgspec
 
-from coalition import journal
+from coalition import db, journal
+from coalition.batching import Decide, RunAlone, WriteBatcher
 from coalition.clock import Clock, now_us, system_clock
 from coalition.errors import (
+    CoalitionError,
     EarnRejected,
     Forbidden,
     HoldStateError,
@@ -56,6 +60,7 @@ class Ledger:
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
         self.clock = clock
+        self._batchers: WriteBatcher | None = None
 
     def now_us(self) -> int:
         return now_us(self.clock)
@@ -67,6 +72,50 @@ class Ledger:
         operation: Callable[[], Awaitable[T | Pending[T]]],
     ) -> tuple[T, bool]:
         return await run_keyed(cause, result_type, operation, self.now_us)
+
+    async def _run_locked(
+        self,
+        cause: Cause,
+        result_type: type[T],
+        member_id: str,
+        lots: bool,
+        prepare: Callable[[], Awaitable[Decide[T]]],
+    ) -> tuple[T, bool]:
+        """Run a use case that locks one member: ``prepare`` checks what needs no lock and
+        answers how to decide on the locked member (``journal.lock_for``'s ``lots``).
+
+        On PostgreSQL a partner's keyed request goes into a batch (``coalition.batching``);
+        a rejection, or a batch that could not take it, runs alone, as everything else does.
+        """
+        batcher = self._batcher()
+        if batcher is not None and cause.idempotency_key is not None:
+            try:
+                decide = await prepare()
+            except CoalitionError:
+                pass  # rejected before the lock: run_keyed remembers it
+            else:
+                try:
+                    return await batcher.submit(cause, member_id, lots, decide), False
+                except RunAlone:
+                    pass
+
+        async def operation() -> Pending[T]:
+            decide = await prepare()
+            now = self.now_us()
+            return await decide(await journal.lock_for(member_id, lots, now), now)
+
+        return await self._run(cause, result_type, operation)
+
+    def _batcher(self) -> WriteBatcher | None:
+        """This event loop's batcher; None where writes are not batched (SQLite, or off)."""
+        if self.settings.write_batches < 1 or not db.is_postgres():
+            return None
+        loop = asyncio.get_running_loop()
+        if self._batchers is None or self._batchers.loop is not loop:
+            self._batchers = WriteBatcher(
+                self.now_us, self.settings.write_batches, self.settings.write_batch_max_requests
+            )
+        return self._batchers
 
     # -- earn ---------------------------------------------------------------------------------
 
@@ -84,7 +133,7 @@ class Ledger:
     ) -> tuple[Earned, bool]:
         """Points from a purchase amount (partner's earn rate) or bonus points within the cap."""
 
-        async def operation() -> Pending[Earned]:
+        async def prepare() -> Decide[Earned]:
             partner = await _partner_may(cause, "earn")
             if amount_minor is not None:
                 if currency != partner["currency"]:
@@ -108,7 +157,8 @@ class Ledger:
                 earned, kind = points, "bonus_earn"
             if earned <= 0:
                 raise EarnRejected("this earn is worth zero points", points=earned)
-            return await self._post_earn(
+            return functools.partial(
+                self._post_earn,
                 cause,
                 partner["id"],
                 member_id,
@@ -121,7 +171,7 @@ class Ledger:
                 occurred_at_us,
             )
 
-        return await self._run(cause, Earned, operation)
+        return await self._run_locked(cause, Earned, member_id, False, prepare)
 
     async def _post_earn(
         self,
@@ -135,9 +185,10 @@ class Ledger:
         amount_minor: int | None,
         currency: str | None,
         occurred_at_us: int | None,
+        locked: journal.Locked,
+        now: int,
     ) -> Pending[Earned]:
-        now = self.now_us()
-        member = await journal.lock_member_for_earn(member_id, now)
+        member = locked.member
         entry = NewEntry(
             new_id("txn"),
             kind,
@@ -205,10 +256,14 @@ class Ledger:
                 f"hold_ttl_seconds above the maximum of {self.settings.hold_ttl_max_seconds}"
             )
 
-        async def operation() -> Pending[Redemption]:
+        async def prepare() -> Decide[Redemption]:
             partner = await _partner_may(cause, "redeem")
-            now = self.now_us()
-            member, lots = await journal.lock_member_with_lots(member_id, now)
+            return functools.partial(decide, partner)
+
+        async def decide(
+            partner: dict[str, Any], locked: journal.Locked, now: int
+        ) -> Pending[Redemption]:
+            member, lots = locked.member, locked.lots
             available = sum(lot.remaining for lot in lots) - int(member["debt_points"])
             if available < points:
                 raise InsufficientPoints(
@@ -254,7 +309,7 @@ class Ledger:
             )
             return Pending(redemption, writes)
 
-        return await self._run(cause, Redemption, operation)
+        return await self._run_locked(cause, Redemption, member_id, True, prepare)
 
     async def capture(
         self, cause: Cause, redemption_id: str, points: int | None = None

@@ -19,6 +19,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     database_url: str = "sqlite:///.coalition/coalition.sqlite3"
     redis_url: str = "redis://127.0.0.1:6379/0"
     db_pool_max_size: int = 20  # PostgreSQL connections per process
+    # PostgreSQL: earns and redemptions committed together (coalition/batching.py), in up to
+    # this many transactions at once per process (0: each request in its own transaction),
+    # each holding up to write_batch_max_requests requests.
+    write_batches: int = 1
+    write_batch_max_requests: int = 32
     time_zone: str = "UTC"
     settlement_currency: str = "EUR"
     point_value: Decimal = Decimal("0.01")  # money per point, in major units of the currency
@@ -59,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             # Entries commit within the write deadline (30 s) of their posted_at; the grace
             # must be longer, or a late commit could miss its period's run.
             raise ValueError(f"settlement_grace_seconds must be at least {GRACE_MIN_SECONDS}")
+        if self.write_batches < 0 or self.write_batch_max_requests < 1:
+            raise ValueError("need write_batches >= 0 and write_batch_max_requests >= 1")
         if not 1 <= self.hold_ttl_default_seconds <= self.hold_ttl_max_seconds:
             raise ValueError("need 1 <= hold_ttl_default_seconds <= hold_ttl_max_seconds")
 
