@@ -106,6 +106,11 @@ class Ledger:
 
         return await self._run(cause, result_type, operation)
 
+    @property
+    def write_batcher(self) -> WriteBatcher | None:
+        """The batcher this ledger last used (its counters), if any."""
+        return self._batchers
+
     def _batcher(self) -> WriteBatcher | None:
         """This event loop's batcher; None where writes are not batched (SQLite, or off)."""
         if self.settings.write_batches < 1 or not db.is_postgres():

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -148,6 +149,8 @@ async def test_a_batch_refused_by_postgresql_runs_each_request_alone(batched: Co
         )
     (again, replayed), *rest = await asyncio.gather(*calls)
     assert replayed and again == answered
+    batcher = batched.ledger.write_batcher
+    assert batcher is not None and batcher.refused == 1
     assert [r for _, r in rest] == [False] * 3
     transactions = await transaction_of([earned.transaction_id for earned, _ in rest])
     assert len(set(transactions.values())) == 3  # the refused batch's requests ran alone
@@ -155,6 +158,75 @@ async def test_a_batch_refused_by_postgresql_runs_each_request_alone(batched: Co
     assert (await queries.balance(first, now)).available_points == 5
     for member in others:
         assert (await queries.balance(member, now)).available_points == 4
+
+
+async def test_a_member_locked_elsewhere_waits_alone_and_holds_up_no_one(
+    batched: Coalition,
+) -> None:
+    busy, free = await batched.member(), await batched.member()
+    holder = await asyncpg.connect(DATABASE_URL)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", busy)
+        waiting = asyncio.ensure_future(
+            batched.ledger.earn(
+                await cause(batched, batched.cafe, "busy"),
+                member_id=busy,
+                order_ref="o",
+                points=2,
+                reason="bonus",
+            )
+        )
+        free_cause = await cause(batched, batched.cafe, "free")
+        (earned, _) = await asyncio.wait_for(  # a batch stuck on the busy row never returns
+            batched.ledger.earn(
+                free_cause, member_id=free, order_ref="o", points=3, reason="bonus"
+            ),
+            timeout=20,
+        )
+        assert earned.available_points == 3
+        assert not waiting.done()  # it waits for the lock, alone
+        await transaction.commit()
+        (late, replayed) = await waiting
+        assert late.available_points == 2 and not replayed
+    finally:
+        await holder.close()
+
+
+async def test_a_batch_that_fails_before_its_commit_runs_each_request_alone(
+    batched: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = [await batched.member() for _ in range(3)]
+    real = journal.run_together
+    failures: list[int] = []
+
+    async def lose_the_connection_once(batch: Any) -> None:
+        if not failures:
+            failures.append(len(batch))
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection lost")
+        await real(batch)
+
+    monkeypatch.setattr(journal, "run_together", lose_the_connection_once)
+    causes = [await cause(batched, batched.cafe, f"lost-{i}") for i in range(3)]
+    results = await asyncio.gather(
+        *(
+            batched.ledger.earn(c, member_id=m, order_ref="o", points=6, reason="bonus")
+            for c, m in zip(causes, members, strict=True)
+        )
+    )
+    assert failures == [3]
+    assert [(earned.available_points, replayed) for earned, replayed in results] == [(6, False)] * 3
+    batcher = batched.ledger.write_batcher
+    assert batcher is not None and batcher.refused == 1 and batcher.committed == 0
+    (after, _) = await batched.ledger.earn(  # the next batch commits on a sound connection
+        await cause(batched, batched.cafe, "after"),
+        member_id=members[0],
+        order_ref="o",
+        points=1,
+        reason="bonus",
+    )
+    assert after.available_points == 7 and batcher.committed == 1
 
 
 # A burst: (member, earn or redeem, points, how many identical copies of the request).
@@ -185,6 +257,9 @@ async def test_bursts_of_concurrent_requests_conserve_every_point(batched: Coali
         asyncio.run_coroutine_threadsafe(run_burst(burst), LOOP).result(timeout=120)
 
     await asyncio.to_thread(check)
+    batcher = batched.ledger.write_batcher
+    assert batcher is not None
+    assert batcher.batches < batcher.committed  # requests did share batches
 
 
 async def run_burst(burst: list[tuple[int, str, int, int]]) -> None:
