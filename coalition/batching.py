@@ -2,10 +2,11 @@
 
 A write request costs the server and PostgreSQL mostly per round trip, not per row
 (docs/performance.md). So the requests that arrive while earlier ones are being written wait in
-a queue, and the next transaction takes them all: one ``BEGIN``, one call locking every member
-(``journal.lock_members``, in id order), each use case deciding on what it read, one statement
-with all their writes and idempotency records, one ``COMMIT``. At low load a batch holds one
-request and costs what a lone transaction does; under load the four round trips are shared.
+a queue, and the next transaction takes them all: one ``BEGIN``, one call locking the members
+(``journal.lock_members``, never waiting for a row), each use case deciding on what it read, one
+statement with all their writes and idempotency records, one ``COMMIT``. At low load a batch
+holds one request and costs what a lone transaction does; under load the four round trips are
+shared.
 
 A batch never changes an answer, because the lone transaction remains the source of truth:
 * a batch holds at most one request per member and per idempotency key (the rest wait for the

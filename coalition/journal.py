@@ -203,8 +203,8 @@ async def lock_for(member_id: str, lots: bool, now_us: int) -> Locked:
 
 
 async def lock_members(wanted: dict[str, bool], now_us: int) -> dict[str, Locked]:
-    """PostgreSQL: :func:`lock_for` for several members (member id -> ``lots``) in one call,
-    their locks taken in the order of their ids. A member that does not exist is left out."""
+    """PostgreSQL: :func:`lock_for` for several members (member id -> ``lots``) in one call.
+    A member that does not exist, or whose row another transaction holds, is left out."""
     members = sorted(wanted)
     rows = await db.fetch(
         "SELECT * FROM lock_members({}::text[], {}::boolean[], {})",
