@@ -177,12 +177,14 @@ async def lock_member_with_lots(
     rows = await db.fetch("SELECT * FROM lock_member_lots({}, {})", member_id, now_us)
     if not rows:
         raise NotFound(f"member {member_id} not found", member_id=member_id)
-    lots = [
-        LotView(r["lot_id"], r["issuer_id"], r["remaining"], r["earned_at_us"], r["expires_at_us"])
-        for r in rows
-        if r["lot_id"] is not None
-    ]
-    return rows[0], lots
+    return rows[0], [_joined_lot(r) for r in rows if r["lot_id"] is not None]
+
+
+def _joined_lot(row: dict[str, Any]) -> LotView:
+    """The lot of a row of ``lock_member_lots`` or ``lock_members`` (the lot's id is ``lot_id``)."""
+    return LotView(
+        row["lot_id"], row["issuer_id"], row["remaining"], row["earned_at_us"], row["expires_at_us"]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +207,7 @@ async def lock_for(member_id: str, lots: bool, now_us: int) -> Locked:
 async def lock_members(wanted: dict[str, bool], now_us: int) -> dict[str, Locked]:
     """PostgreSQL: :func:`lock_for` for several members (member id -> ``lots``) in one call.
     A member that does not exist, or whose row another transaction holds, is left out."""
-    members = sorted(wanted)
+    members = list(wanted)
     rows = await db.fetch(
         "SELECT * FROM lock_members({}::text[], {}::boolean[], {})",
         members,
@@ -218,15 +220,7 @@ async def lock_members(wanted: dict[str, bool], now_us: int) -> dict[str, Locked
         if member_id not in locked:
             locked[member_id] = Locked(row, [])
         if row["lot_id"] is not None:
-            locked[member_id].lots.append(
-                LotView(
-                    row["lot_id"],
-                    row["issuer_id"],
-                    row["remaining"],
-                    row["earned_at_us"],
-                    row["expires_at_us"],
-                )
-            )
+            locked[member_id].lots.append(_joined_lot(row))
     return locked
 
 

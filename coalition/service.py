@@ -88,19 +88,20 @@ class Ledger:
         a rejection, or a batch that could not take it, runs alone, as everything else does.
         """
         batcher = self._batcher()
+        prepared: Decide[T] | None = None
         if batcher is not None and cause.idempotency_key is not None:
             try:
-                decide = await prepare()
+                prepared = await prepare()
             except CoalitionError:
-                pass  # rejected before the lock: run_keyed remembers it
+                pass  # rejected before the lock: run_keyed runs prepare again and remembers it
             else:
                 try:
-                    return await batcher.submit(cause, member_id, lots, decide), False
+                    return await batcher.submit(cause, member_id, lots, prepared), False
                 except RunAlone:
                     pass
 
         async def operation() -> Pending[T]:
-            decide = await prepare()
+            decide = prepared or await prepare()
             now = self.now_us()
             return await decide(await journal.lock_for(member_id, lots, now), now)
 
