@@ -194,6 +194,53 @@ async def test_a_member_locked_elsewhere_waits_alone_and_holds_up_no_one(
         await holder.close()
 
 
+async def test_requests_queued_for_a_busy_member_join_its_lock_queue_at_once(
+    batched: Coalition, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a batch finds a member's row busy, that member's requests already in the queue run
+    alone too: each trying a batch of its own would take the row ahead of those waiting on it."""
+    busy = await batched.member()
+    tried: list[list[str]] = []  # the members each batch tried to lock
+    lock_members, lock_for = journal.lock_members, journal.lock_for
+    alone = 0
+    all_alone = asyncio.Event()
+
+    async def batch_locking(members: dict[str, bool], now: int) -> dict[str, journal.Locked]:
+        tried.append(list(members))
+        return await lock_members(members, now)
+
+    async def alone_locking(member_id: str, lots: bool, now: int) -> journal.Locked:
+        nonlocal alone
+        alone += 1
+        if alone == 4:
+            all_alone.set()
+        return await lock_for(member_id, lots, now)
+
+    monkeypatch.setattr(journal, "lock_members", batch_locking)
+    monkeypatch.setattr(journal, "lock_for", alone_locking)
+    holder = await asyncpg.connect(DATABASE_URL)
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", busy)
+        causes = [await cause(batched, batched.cafe, f"busy-{i}") for i in range(4)]
+        waiting = [
+            asyncio.ensure_future(
+                batched.ledger.earn(c, member_id=busy, order_ref="o", points=1, reason="bonus")
+            )
+            for c in causes
+        ]
+        await asyncio.wait_for(all_alone.wait(), timeout=20)
+        assert tried == [[busy]]  # one batch found the row busy; the rest never tried one
+        assert not any(w.done() for w in waiting)  # all four wait for the row, alone
+        await transaction.commit()
+        results = await asyncio.gather(*waiting)
+        assert sorted(earned.available_points for earned, _ in results) == [1, 2, 3, 4]
+        assert tried == [[busy]]
+    finally:
+        await holder.close()
+
+
 async def test_a_batch_that_fails_before_its_commit_runs_each_request_alone(
     batched: Coalition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
