@@ -12,9 +12,7 @@ A batch never changes an answer, because the lone transaction remains the source
 * a batch holds at most one request per member and per idempotency key (the rest wait for the
   next), so no request reads what another in its batch is about to write;
 * a member whose row another transaction holds is left out (``SKIP LOCKED``) and its request
-  runs alone, waiting for the lock as it would have: one busy member never stalls a batch. For
-  half a second its other requests, queued or new, run alone too, so they wait in PostgreSQL's
-  queue for the row in turn instead of taking it ahead of that queue from a batch;
+  runs alone, waiting for the lock as it would have: one busy member never stalls a batch;
 * a request whose use case raises (a rejection to be remembered, a member not found) leaves the
   batch and runs alone (``RunAlone``), exactly as it would have without batching;
 * if the batch fails before its ``COMMIT`` (PostgreSQL refuses a twin's unique key or a check,
@@ -85,8 +83,11 @@ class WriteBatcher:
 
     async def submit(self, cause: Cause, member_id: str, lots: bool, decide: Decide[T]) -> T:
         """The request's result once its batch committed; raises ``RunAlone`` if it was not."""
-        if self._is_busy(member_id):
-            raise RunAlone()
+        until = self._busy.get(member_id)
+        if until is not None:
+            if self.loop.time() < until:
+                raise RunAlone()
+            del self._busy[member_id]
         job: _Job[T] = _Job(cause, member_id, lots, decide, self.loop.create_future())
         self._queue.append(job)
         if self._running < self.max_batches:
@@ -97,15 +98,6 @@ class WriteBatcher:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await job.future
-
-    def _is_busy(self, member_id: str) -> bool:
-        until = self._busy.get(member_id)
-        if until is None:
-            return False
-        if self.loop.time() < until:
-            return True
-        del self._busy[member_id]
-        return False
 
     def _mark_busy(self, member_id: str) -> None:
         now = self.loop.time()
@@ -136,11 +128,6 @@ class WriteBatcher:
             job = self._queue.popleft()
             if job.future.done():
                 continue  # its request was cancelled while it waited
-            if self._is_busy(job.member_id):
-                # Queued before its member was found busy: joining PostgreSQL's queue for the
-                # row now keeps its turn; trying batch after batch would barge past that queue.
-                _fail(job, RunAlone())
-                continue
             key = (job.cause.partner_id, job.cause.idempotency_key)
             if job.member_id in members or key in keys:
                 later.append(job)

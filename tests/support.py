@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import asyncpg
 
 from coalition import program
 from coalition.journal import Cause
@@ -82,3 +85,21 @@ def card_number() -> str:
         d if i % 2 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(body))
     )
     return "".join(map(str, body)) + str((10 - total % 10) % 10)
+
+
+async def until_a_session_waits_on_a_lock(database_url: str) -> None:
+    """Return once a session of the database waits for a lock (PostgreSQL). Polled, as
+    PostgreSQL sends no event; on a connection of its own, because inside a transaction
+    ``pg_stat_activity`` is a snapshot."""
+    inspector = await asyncpg.connect(database_url)
+    try:
+        for _ in range(2000):  # at most 10 s
+            if await inspector.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ):
+                return
+            await asyncio.sleep(0.005)
+    finally:
+        await inspector.close()
+    raise AssertionError("no session started waiting on a lock")

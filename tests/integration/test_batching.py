@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coalition import db, journal, queries
+from coalition import batching, db, journal, queries
 from coalition.audit import audit
 from coalition.errors import CoalitionError, InsufficientPoints
 from coalition.journal import Cause
@@ -27,7 +27,7 @@ from coalition.service import Ledger
 from coalition.settings import Settings
 from tests.conftest import DATABASE_URL
 from tests.databases import BACKEND
-from tests.support import Coalition, ManualClock, make_coalition
+from tests.support import Coalition, ManualClock, make_coalition, until_a_session_waits_on_a_lock
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="batches are PostgreSQL's")
 
@@ -194,49 +194,39 @@ async def test_a_member_locked_elsewhere_waits_alone_and_holds_up_no_one(
         await holder.close()
 
 
-async def test_requests_queued_for_a_busy_member_join_its_lock_queue_at_once(
+async def test_a_busy_members_next_requests_run_alone_without_trying_a_batch(
     batched: Coalition, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once a batch finds a member's row busy, that member's requests already in the queue run
-    alone too: each trying a batch of its own would take the row ahead of those waiting on it."""
+    """Once a batch found a member's row busy, the member's next requests go straight to the
+    lone path (a hot member's would otherwise each try a batch in vain), in arrival order."""
+    monkeypatch.setattr(batching, "BUSY_MEMBER_SECONDS", 3600.0)  # not the test's pace
     busy = await batched.member()
     tried: list[list[str]] = []  # the members each batch tried to lock
-    lock_members, lock_for = journal.lock_members, journal.lock_for
-    alone = 0
-    all_alone = asyncio.Event()
+    lock_members = journal.lock_members
 
     async def batch_locking(members: dict[str, bool], now: int) -> dict[str, journal.Locked]:
         tried.append(list(members))
         return await lock_members(members, now)
 
-    async def alone_locking(member_id: str, lots: bool, now: int) -> journal.Locked:
-        nonlocal alone
-        alone += 1
-        if alone == 4:
-            all_alone.set()
-        return await lock_for(member_id, lots, now)
-
     monkeypatch.setattr(journal, "lock_members", batch_locking)
-    monkeypatch.setattr(journal, "lock_for", alone_locking)
     holder = await asyncpg.connect(DATABASE_URL)
     try:
         transaction = holder.transaction()
         await transaction.start()
         await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", busy)
         causes = [await cause(batched, batched.cafe, f"busy-{i}") for i in range(4)]
-        waiting = [
+        queued = [
             asyncio.ensure_future(
                 batched.ledger.earn(c, member_id=busy, order_ref="o", points=1, reason="bonus")
             )
             for c in causes
         ]
-        await asyncio.wait_for(all_alone.wait(), timeout=20)
-        assert tried == [[busy]]  # one batch found the row busy; the rest never tried one
-        assert not any(w.done() for w in waiting)  # all four wait for the row, alone
-        await transaction.commit()
-        results = await asyncio.gather(*waiting)
-        assert sorted(earned.available_points for earned, _ in results) == [1, 2, 3, 4]
+        await until_a_session_waits_on_a_lock(DATABASE_URL)  # the first, alone
         assert tried == [[busy]]
+        await transaction.commit()
+        results = await asyncio.gather(*queued)
+        assert [earned.available_points for earned, _ in results] == [1, 2, 3, 4]
+        assert tried == [[busy]]  # the row was free for the other three: no batch tried it
     finally:
         await holder.close()
 

@@ -16,7 +16,7 @@ from coalition.errors import CoalitionError
 from coalition.ledger import LotView, to_us
 from tests.conftest import DATABASE_URL
 from tests.databases import BACKEND
-from tests.support import Coalition
+from tests.support import Coalition, until_a_session_waits_on_a_lock
 
 
 async def outcomes(calls: Sequence[Awaitable[Any]]) -> tuple[list[Any], Counter[str]]:
@@ -132,17 +132,6 @@ async def test_racing_captures_and_voids_resolve_a_hold_once(world: Coalition) -
     assert len(rows) == 1
 
 
-async def _until_a_session_waits_on_a_lock(inspector: asyncpg.Connection) -> None:
-    for _ in range(2000):  # polls a condition, not a race: at most 10 s
-        if await inspector.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ):
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("no session started waiting on the member's lock")
-
-
 @pytest.mark.skipif(BACKEND != "postgres", reason="the one-call lock and read is PostgreSQL's")
 async def test_lots_read_with_the_lock_include_the_last_holders_writes(world: Coalition) -> None:
     """The member lock and the member's lots come in one call (``lock_member_lots``); the lots
@@ -161,10 +150,50 @@ async def test_lots_read_with_the_lock_include_the_last_holders_writes(world: Co
             await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
             await holder.execute(spent, member, -400)
             waiter = asyncio.create_task(lock_and_read())
-            await _until_a_session_waits_on_a_lock(holder)
+            await until_a_session_waits_on_a_lock(DATABASE_URL)
         row, lots = await waiter
         assert row["id"] == member
         assert [lot.remaining for lot in lots] == [600]
     finally:
         await holder.execute(spent, member, 400)  # as it was, for the auditor
+        await holder.close()
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="row locks and the pool are PostgreSQL's")
+async def test_a_hot_members_waiting_writes_hold_one_connection(world: Coalition) -> None:
+    """A member's writes take turns in the process before they take a connection: 25 queued on
+    a row locked elsewhere leave the pool (20) to other members, and run in arrival order."""
+    busy, free = await world.member(), await world.member()
+    holder = await asyncpg.connect(DATABASE_URL)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", busy)
+            queued = [
+                asyncio.create_task(
+                    world.ledger.earn(
+                        world.cause(world.cafe),
+                        member_id=busy,
+                        order_ref=f"o{i}",
+                        points=1,
+                        reason="bonus",
+                    )
+                )
+                for i in range(25)
+            ]
+            await until_a_session_waits_on_a_lock(DATABASE_URL)
+            (earned, _) = await asyncio.wait_for(  # a pool full of waiters never serves it
+                world.ledger.earn(
+                    world.cause(world.cafe),
+                    member_id=free,
+                    order_ref="o",
+                    points=3,
+                    reason="bonus",
+                ),
+                timeout=10,
+            )
+            assert earned.available_points == 3
+            assert not any(task.done() for task in queued)
+        results = await asyncio.gather(*queued)
+        assert [e.available_points for e, _ in results] == list(range(1, 26))
+    finally:
         await holder.close()
