@@ -54,6 +54,15 @@ class Api:
     in_flight_seconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A signed write's caller and the app's services, as one dependency: Litestar resolves two
+    dependencies of one handler in an anyio task group, 5% of a server's CPU in a profile."""
+
+    caller: Caller
+    api: Api
+
+
 def cause_of(caller: Caller) -> Cause:
     return Cause(
         caller.partner_id,
@@ -65,13 +74,13 @@ def cause_of(caller: Caller) -> Cause:
 
 
 async def keyed(
-    api: Api,
-    caller: Caller,
+    signed: Call,
     result_type: type[T],
     status_code: int,
     call: Callable[[Cause], Awaitable[tuple[T, bool]]],
 ) -> Response[T]:
     """Replay a completed key; refuse a key still in flight; else run the use case once."""
+    api, caller = signed.api, signed.caller
     cause = cause_of(caller)
     stored = answer(cause, caller.record, result_type)  # the record came with the signing key
     if stored is not None:
@@ -112,21 +121,19 @@ class MemberController(Controller):
     @post("/", dto=StrictJSON[EnrolRequest], return_dto=None, status_code=201)
     async def enrol(
         self,
-        caller: NamedDependency[Caller],
-        api: NamedDependency[Api],
+        signed: NamedDependency[Call],
         data: JSONBody[EnrolRequest | None] = None,  # an empty body counts as {}
     ) -> Response[Enrolled]:
         """Enrol a member, optionally with a card number (Luhn-checked) and your reference."""
         return await keyed(
-            api,
-            caller,
+            signed,
             Enrolled,
             201,
             lambda cause: program.enrol_member(
                 cause,
                 card_number=data.card_number if data else None,
                 partner_member_ref=data.partner_member_ref if data else None,
-                clock=api.ledger.clock,
+                clock=signed.api.ledger.clock,
             ),
         )
 
@@ -165,8 +172,7 @@ class EarnController(Controller):
     async def earn(
         self,
         data: JSONBody[EarnRequest],
-        caller: NamedDependency[Caller],
-        api: NamedDependency[Api],
+        signed: NamedDependency[Call],
     ) -> Response[Earned]:
         """Earn points from a purchase amount, or bonus points with a reason."""
         if (data.amount is None) == (data.points is None):
@@ -175,11 +181,10 @@ class EarnController(Controller):
             raise InvalidInput("a bonus earn (points) needs a reason")
         amount = data.amount
         return await keyed(
-            api,
-            caller,
+            signed,
             Earned,
             201,
-            lambda cause: api.ledger.earn(
+            lambda cause: signed.api.ledger.earn(
                 cause,
                 member_id=data.member_id,
                 order_ref=data.order_ref,
@@ -200,18 +205,16 @@ class RedemptionController(Controller):
     async def redeem(
         self,
         data: JSONBody[RedemptionRequest],
-        caller: NamedDependency[Caller],
-        api: NamedDependency[Api],
+        signed: NamedDependency[Call],
     ) -> Response[Redemption]:
         """Redeem points now (mode capture) or hold them for a later capture or void."""
         if data.hold_ttl_seconds is not None and data.mode != "hold":
             raise InvalidInput("hold_ttl_seconds is only for mode hold")
         return await keyed(
-            api,
-            caller,
+            signed,
             Redemption,
             201,
-            lambda cause: api.ledger.redeem(
+            lambda cause: signed.api.ledger.redeem(
                 cause,
                 member_id=data.member_id,
                 order_ref=data.order_ref,
@@ -231,17 +234,17 @@ class RedemptionController(Controller):
     async def capture(
         self,
         redemption_id: PathId,
-        caller: NamedDependency[Caller],
-        api: NamedDependency[Api],
+        signed: NamedDependency[Call],
         data: JSONBody[CaptureRequest | None] = None,  # an empty body counts as {}
     ) -> Response[Redemption]:
         """Capture a hold, fully or in part; the rest goes back to the member."""
         return await keyed(
-            api,
-            caller,
+            signed,
             Redemption,
             200,
-            lambda cause: api.ledger.capture(cause, redemption_id, data.points if data else None),
+            lambda cause: signed.api.ledger.capture(
+                cause, redemption_id, data.points if data else None
+            ),
         )
 
     @post(
@@ -250,13 +253,12 @@ class RedemptionController(Controller):
     async def void(
         self,
         redemption_id: PathId,
-        caller: NamedDependency[Caller],
-        api: NamedDependency[Api],
+        signed: NamedDependency[Call],
         data: JSONBody[VoidRequest | None] = None,  # an empty body counts as {}
     ) -> Response[Redemption]:
         """Void a hold; the points go back to the member."""
         return await keyed(
-            api, caller, Redemption, 200, lambda cause: api.ledger.void(cause, redemption_id)
+            signed, Redemption, 200, lambda cause: signed.api.ledger.void(cause, redemption_id)
         )
 
 
@@ -274,16 +276,14 @@ class TransactionController(Controller):
         self,
         transaction_id: PathId,
         data: JSONBody[ReversalRequest],
-        caller: NamedDependency[Caller],
-        api: NamedDependency[Api],
+        signed: NamedDependency[Call],
     ) -> Response[Reversal]:
         """Reverse an earn or a captured redemption, fully or in part, up to the original."""
         return await keyed(
-            api,
-            caller,
+            signed,
             Reversal,
             201,
-            lambda cause: api.ledger.reverse(
+            lambda cause: signed.api.ledger.reverse(
                 cause,
                 transaction_id,
                 points=data.points,

@@ -26,7 +26,7 @@ from coalition.errors import CoalitionError
 from coalition.service import Ledger
 from coalition.settings import Settings
 from partners import signing
-from partners.api import CONTROLLERS, Api, InFlight
+from partners.api import CONTROLLERS, Api, Call, InFlight
 from partners.auth import Caller, IdempotencyKeyInvalid, Replayed, verify
 from partners.guards import Guards, RateLimited
 from partners.logs import RequestLogMiddleware
@@ -168,12 +168,18 @@ def create_app(
         verified: Caller = request.state.caller
         return verified
 
+    def signed_call(request: Request[Any, Any, Any]) -> Call:
+        return Call(request.state.caller, api)
+
     extra_signed, extra_public = _mounted_handlers()
     signed = Router(
         "/",
         route_handlers=[*CONTROLLERS, *extra_signed],
         before_request=authenticate,
-        dependencies={"caller": Provide(caller, sync_to_thread=False)},
+        dependencies={
+            "caller": Provide(caller, sync_to_thread=False),
+            "signed": Provide(signed_call, sync_to_thread=False),
+        },
     )
 
     async def start() -> None:
