@@ -66,6 +66,7 @@ class Ledger:
         self._member_turns: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._turns_loop: asyncio.AbstractEventLoop | None = None
 
     def now_us(self) -> int:
         return now_us(self.clock)
@@ -117,6 +118,9 @@ class Ledger:
         """Where a member's writes in this process wait for one another, in arrival order,
         before they take a database connection or a place in a batch: a hot member's queue
         then waits here rather than as one connection per request queued on its row."""
+        loop = asyncio.get_running_loop()
+        if self._turns_loop is not loop:  # a lock belongs to one loop, as the batcher does
+            self._turns_loop, self._member_turns = loop, weakref.WeakValueDictionary()
         turn = self._member_turns.get(member_id)
         if turn is None:
             turn = self._member_turns[member_id] = asyncio.Lock()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -87,19 +89,32 @@ def card_number() -> str:
     return "".join(map(str, body)) + str((10 - total % 10) % 10)
 
 
-async def until_a_session_waits_on_a_lock(database_url: str) -> None:
-    """Return once a session of the database waits for a lock (PostgreSQL). Polled, as
-    PostgreSQL sends no event; on a connection of its own, because inside a transaction
-    ``pg_stat_activity`` is a snapshot."""
+async def sessions_waiting_on_a_lock(database_url: str) -> int:
+    """How many sessions of the database wait for a lock now (PostgreSQL). A connection of its
+    own, because inside a transaction ``pg_stat_activity`` is a snapshot."""
     inspector = await asyncpg.connect(database_url)
     try:
-        for _ in range(2000):  # at most 10 s
-            if await inspector.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ):
-                return
-            await asyncio.sleep(0.005)
+        waiting: int = await inspector.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
     finally:
         await inspector.close()
+    return waiting
+
+
+async def until_a_session_waits_on_a_lock(database_url: str) -> None:
+    """Return once a session of the database waits for a lock (polled: PostgreSQL sends no
+    event)."""
+    for _ in range(1000):  # at most 10 s
+        if await sessions_waiting_on_a_lock(database_url):
+            return
+        await asyncio.sleep(0.01)
     raise AssertionError("no session started waiting on a lock")
+
+
+async def finish(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel what a failed test left running, so it cannot write into the next test."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

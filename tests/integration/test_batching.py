@@ -27,7 +27,13 @@ from coalition.service import Ledger
 from coalition.settings import Settings
 from tests.conftest import DATABASE_URL
 from tests.databases import BACKEND
-from tests.support import Coalition, ManualClock, make_coalition, until_a_session_waits_on_a_lock
+from tests.support import (
+    Coalition,
+    ManualClock,
+    finish,
+    make_coalition,
+    until_a_session_waits_on_a_lock,
+)
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="batches are PostgreSQL's")
 
@@ -209,14 +215,15 @@ async def test_a_busy_members_next_requests_run_alone_without_trying_a_batch(
         return await lock_members(members, now)
 
     monkeypatch.setattr(journal, "lock_members", batch_locking)
+    causes = [await cause(batched, batched.cafe, f"busy-{i}") for i in range(4)]
     holder = await asyncpg.connect(DATABASE_URL)
+    queued: list[asyncio.Task[Any]] = []
     try:
         transaction = holder.transaction()
         await transaction.start()
         await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", busy)
-        causes = [await cause(batched, batched.cafe, f"busy-{i}") for i in range(4)]
-        queued = [
-            asyncio.ensure_future(
+        queued += [
+            asyncio.create_task(
                 batched.ledger.earn(c, member_id=busy, order_ref="o", points=1, reason="bonus")
             )
             for c in causes
@@ -228,6 +235,7 @@ async def test_a_busy_members_next_requests_run_alone_without_trying_a_batch(
         assert [earned.available_points for earned, _ in results] == [1, 2, 3, 4]
         assert tried == [[busy]]  # the row was free for the other three: no batch tried it
     finally:
+        await finish(queued)
         await holder.close()
 
 

@@ -16,7 +16,12 @@ from coalition.errors import CoalitionError
 from coalition.ledger import LotView, to_us
 from tests.conftest import DATABASE_URL
 from tests.databases import BACKEND
-from tests.support import Coalition, until_a_session_waits_on_a_lock
+from tests.support import (
+    Coalition,
+    finish,
+    sessions_waiting_on_a_lock,
+    until_a_session_waits_on_a_lock,
+)
 
 
 async def outcomes(calls: Sequence[Awaitable[Any]]) -> tuple[list[Any], Counter[str]]:
@@ -161,14 +166,16 @@ async def test_lots_read_with_the_lock_include_the_last_holders_writes(world: Co
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="row locks and the pool are PostgreSQL's")
 async def test_a_hot_members_waiting_writes_hold_one_connection(world: Coalition) -> None:
-    """A member's writes take turns in the process before they take a connection: 25 queued on
-    a row locked elsewhere leave the pool (20) to other members, and run in arrival order."""
+    """A member's writes take turns in the process before they take a connection: of 25 queued
+    on a row locked elsewhere one waits in the database, the pool (20) serves other members,
+    and they run in arrival order."""
     busy, free = await world.member(), await world.member()
     holder = await asyncpg.connect(DATABASE_URL)
+    queued: list[asyncio.Task[Any]] = []
     try:
         async with holder.transaction():
             await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", busy)
-            queued = [
+            queued += [
                 asyncio.create_task(
                     world.ledger.earn(
                         world.cause(world.cafe),
@@ -192,8 +199,10 @@ async def test_a_hot_members_waiting_writes_hold_one_connection(world: Coalition
                 timeout=10,
             )
             assert earned.available_points == 3
+            assert await sessions_waiting_on_a_lock(DATABASE_URL) == 1
             assert not any(task.done() for task in queued)
         results = await asyncio.gather(*queued)
         assert [e.available_points for e, _ in results] == list(range(1, 26))
     finally:
+        await finish(queued)
         await holder.close()
