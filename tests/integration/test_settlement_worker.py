@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from datetime import date
 import msgspec
 import pytest
 from arq import create_pool
+from redis.asyncio import Redis
 
 from coalition import db
 from coalition.settings import Settings
@@ -39,8 +41,22 @@ async def run_rows(day: date) -> list[dict[str, object]]:
     return await db.fetch("SELECT * FROM settlement_runs WHERE business_date = {}", day.isoformat())
 
 
-async def test_the_worker_settles_a_closed_date_in_burst_mode(world: Coalition) -> None:
+@pytest.fixture
+async def day() -> AsyncIterator[date]:
+    """A business date of this test's own. Afterwards the stored results of its jobs (their ids
+    carry the date) leave the shared Redis, where arq would keep them for an hour."""
     day = fresh_date()
+    yield day
+    redis = Redis.from_url(api_settings(DATABASE_URL).redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"arq:result:*:{day.isoformat()}*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+async def test_the_worker_settles_a_closed_date_in_burst_mode(world: Coalition, day: date) -> None:
     await build_worked_example(world, day)
     settings = worker_settings(world, day)
     pool = await create_pool(
@@ -49,7 +65,7 @@ async def test_the_worker_settles_a_closed_date_in_burst_mode(world: Coalition) 
         job_serializer=msgspec.msgpack.encode,
         job_deserializer=msgspec.msgpack.decode,
     )
-    await pool.enqueue_job("settle_due")
+    await pool.enqueue_job("settle_due", _job_id=f"settle-due:{day}")
     worker = build_worker(
         settings,
         clock=world.clock,
@@ -78,8 +94,7 @@ async def test_the_worker_settles_a_closed_date_in_burst_mode(world: Coalition) 
 
 
 @pytest.fixture
-async def worker_env(world: Coalition) -> AsyncIterator[tuple[date, dict[str, str]]]:
-    day = fresh_date()
+async def worker_env(world: Coalition, day: date) -> AsyncIterator[tuple[date, dict[str, str]]]:
     await build_worked_example(world, day)
     settings = worker_settings(world, day)
     env = {
@@ -125,7 +140,6 @@ async def start_worker(env: dict[str, str], crash_at: str | None = None) -> int:
 async def expire_in_progress_markers(env: dict[str, str]) -> int:
     """A killed job keeps arq's in-progress marker until its timeout (30 min) passes; then arq
     runs it again. Expire the markers of our queue's jobs now instead of waiting."""
-    from redis.asyncio import Redis
 
     redis = Redis.from_url(env["COALITION_REDIS_URL"])
     job_ids = await redis.zrange(f"{env['COALITION_REDIS_KEY_PREFIX']}queue", 0, -1)
@@ -145,7 +159,8 @@ async def enqueue_settle_due(env: dict[str, str]) -> None:
         job_serializer=msgspec.msgpack.encode,
         job_deserializer=msgspec.msgpack.decode,
     )
-    await pool.enqueue_job("settle_due")  # what the nightly cron does
+    day, run = env["COALITION_SETTLEMENT_START_DATE"], secrets.token_hex(4)
+    await pool.enqueue_job("settle_due", _job_id=f"settle-due:{day}:{run}")  # the nightly cron
     await pool.aclose()
 
 
