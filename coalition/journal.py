@@ -105,12 +105,14 @@ MAX_STATEMENT_ARGS = 30_000
 
 async def run_together(batch: Sequence[Writes]) -> None:
     """Several use cases' writes (on different members) in as few statements as fit."""
-    statement = Writes()
+    statement, size = Writes(), 0
     for writes in batch:
-        if statement.arg_count + writes.arg_count > MAX_STATEMENT_ARGS:
+        count = writes.arg_count
+        if size + count > MAX_STATEMENT_ARGS:
             await statement.run()
-            statement = Writes()
+            statement, size = Writes(), 0
         statement.extend(writes)
+        size += count
     await statement.run()
 
 

@@ -62,7 +62,7 @@ class Ledger:
     def __init__(self, settings: Settings, clock: Clock = system_clock) -> None:
         self.settings = settings
         self.clock = clock
-        self._batchers: WriteBatcher | None = None
+        self._last_batcher: WriteBatcher | None = None
         self._member_turns: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -129,18 +129,18 @@ class Ledger:
     @property
     def write_batcher(self) -> WriteBatcher | None:
         """The batcher this ledger last used (its counters), if any."""
-        return self._batchers
+        return self._last_batcher
 
     def _batcher(self) -> WriteBatcher | None:
         """This event loop's batcher; None where writes are not batched (SQLite, or off)."""
         if self.settings.write_batches < 1 or not db.is_postgres():
             return None
         loop = asyncio.get_running_loop()
-        if self._batchers is None or self._batchers.loop is not loop:
-            self._batchers = WriteBatcher(
+        if self._last_batcher is None or self._last_batcher.loop is not loop:
+            self._last_batcher = WriteBatcher(
                 self.now_us, self.settings.write_batches, self.settings.write_batch_max_requests
             )
-        return self._batchers
+        return self._last_batcher
 
     # -- earn ---------------------------------------------------------------------------------
 
