@@ -10,8 +10,10 @@ import secrets
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from coalition.clock import Clock
+from partners.coalescing import Coalescer
 
 # One round trip admits a request: it counts the request in its partner's window of this second
 # and, within the limit, takes its claim (a nonce, or an Idempotency-Key's in-flight marker).
@@ -27,6 +29,10 @@ return 2
 
 # Delete the in-flight marker only if it is still ours (a slow request may outlive its TTL).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
+
+
+# ``_ADMIT``'s KEYS and ARGV for one request.
+_Admission = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 class RateLimited(Exception):
@@ -50,6 +56,10 @@ class Guards:
         self.clock = clock
         self._admit = redis.register_script(_ADMIT)
         self._release = redis.register_script(_RELEASE)
+        # Concurrent requests' admissions share a pipeline, one in flight at a time.
+        self.admissions: Coalescer[_Admission, int] = Coalescer(
+            self._admit_all, max_in_flight=1, max_keys=64
+        )
 
     def nonce(self, keyid: str, nonce: str, ttl_seconds: int) -> Claim:
         """Single use of a (keyid, nonce) pair within ``ttl_seconds``."""
@@ -64,15 +74,35 @@ class Guards:
         """Count the request in its partner's window (:class:`RateLimited` over the limit) and
         take its claim: False when another request holds it."""
         window = f"{self.prefix}rate:{partner_id}:{int(self.clock().timestamp())}"
-        keys: list[str] = [window]
-        args: list[str | int] = [self.limit_per_second]
+        admission: _Admission = ((window,), (str(self.limit_per_second),))
         if claim is not None:
-            keys.append(claim.key)
-            args += [claim.value, claim.ttl_seconds]
-        answer = int(await self._admit(keys=keys, args=args))
+            admission = (
+                (window, claim.key),
+                (str(self.limit_per_second), claim.value, str(claim.ttl_seconds)),
+            )
+        answer = await self.admissions(admission)
         if answer == 0:
             raise RateLimited
         return answer == 2
+
+    async def _admit_all(self, admissions: list[_Admission]) -> list[int | Exception]:
+        """Run ``_ADMIT`` for each admission in one pipeline (EVALSHA each: a script in a
+        redis-py pipeline would cost a SCRIPT EXISTS round trip every time)."""
+        answers = await self._evalsha_all(admissions)
+        lost = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if lost:  # Redis restarted or flushed its scripts: those did not run; load and rerun
+            await self.redis.script_load(_ADMIT)
+            rerun = await self._evalsha_all([admissions[n] for n in lost])
+            for n, answer in zip(lost, rerun, strict=True):
+                answers[n] = answer
+        return answers
+
+    async def _evalsha_all(self, admissions: list[_Admission]) -> list[int | Exception]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys, args in admissions:
+                pipe.evalsha(self._admit.sha, len(keys), *keys, *args)
+            answers: list[int | Exception] = await pipe.execute(raise_on_error=False)
+        return answers
 
     async def release(self, claim: Claim) -> None:
         await self._release(keys=[claim.key], args=[claim.value])

@@ -7,6 +7,7 @@ database on every request: revocation must take effect at once, and it is one in
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from coalition.errors import AlreadyExists, InvalidInput, NotFound
 from coalition.idempotency import RECORD_COLUMNS
 from coalition.journal import PARTNER_COLUMNS
 from coalition.ledger import new_id, rfc3339
+from partners.coalescing import Coalescer
 from partners.signing import KEY_UNKNOWN, SignatureError
 from partners.tables import PartnerKey
 
@@ -201,18 +203,13 @@ async def verification_key(
     """The partner's row (``journal.PARTNER_COLUMNS``) and the public key for ``keyid`` if it
     is usable now; else ``key-unknown``. One query: with ``idempotency_key``, the partner's
     record under that key (``idempotency.RECORD_COLUMNS``) comes along, so the replay lookup
-    costs no round trip of its own. It is used only once the signature checks out."""
-    partner_columns = ", ".join(f"p.{c} AS partner_{c}" for c in PARTNER_COLUMNS)
-    record_columns = ", ".join(f"r.{c} AS record_{c}" for c in RECORD_COLUMNS)
-    row = await db.fetch_one(
-        "SELECT k.public_key, k.not_before_us, k.not_after_us, k.revoked_at_us,"
-        f" {partner_columns}, {record_columns} FROM partner_keys k"
-        " JOIN partners p ON p.id = k.partner_id"
-        " LEFT JOIN idempotency_records r ON r.partner_id = k.partner_id"
-        " AND r.idempotency_key = {} WHERE k.keyid = {}",
-        idempotency_key,
-        keyid,
-    )
+    costs no round trip of its own. It is used only once the signature checks out.
+
+    On PostgreSQL the lookups of concurrent requests share a query (``_lookups``)."""
+    if db.is_postgres():
+        row = await _lookups((keyid, idempotency_key))
+    else:
+        row = await db.fetch_one(_KEY_SELECT, idempotency_key, keyid)
     if row is None or row["revoked_at_us"] is not None:
         raise SignatureError(KEY_UNKNOWN, "unknown or revoked keyid")
     if not row["not_before_us"] <= now_us < row["not_after_us"]:
@@ -221,5 +218,48 @@ async def verification_key(
     record = None  # fingerprint is NOT NULL: NULL means the outer join found no record
     if row["record_fingerprint"] is not None:
         record = {c: row[f"record_{c}"] for c in RECORD_COLUMNS}
-    public_key = Ed25519PublicKey.from_public_bytes(b64url_decode(row["public_key"]))
-    return Verification(partner, public_key, record)
+    return Verification(partner, _public_key(row["public_key"]), record)
+
+
+_KEY_COLUMNS = ", ".join(
+    ["k.public_key", "k.not_before_us", "k.not_after_us", "k.revoked_at_us"]
+    + [f"p.{c} AS partner_{c}" for c in PARTNER_COLUMNS]
+    + [f"r.{c} AS record_{c}" for c in RECORD_COLUMNS]
+)
+# The key, its partner and the partner's record under the request's Idempotency-Key.
+_KEY_SELECT = (
+    f"SELECT {_KEY_COLUMNS} FROM partner_keys k JOIN partners p ON p.id = k.partner_id"
+    " LEFT JOIN idempotency_records r ON r.partner_id = k.partner_id"
+    " AND r.idempotency_key = {} WHERE k.keyid = {}"
+)
+# The same for several (keyid, Idempotency-Key) pairs, numbered from 1 by ``i``.
+_KEYS_SELECT = (
+    f"SELECT q.i, {_KEY_COLUMNS}"
+    " FROM unnest({}::text[], {}::text[]) WITH ORDINALITY AS q(keyid, idempotency_key, i)"
+    " JOIN partner_keys k ON k.keyid = q.keyid JOIN partners p ON p.id = k.partner_id"
+    " LEFT JOIN idempotency_records r ON r.partner_id = k.partner_id"
+    " AND r.idempotency_key = q.idempotency_key"
+)
+
+
+async def _look_up(pairs: list[tuple[str, str | None]]) -> list[dict[str, Any] | None]:
+    if len(pairs) == 1:  # alone: the plain query, a little cheaper for PostgreSQL to run
+        keyid, idempotency_key = pairs[0]
+        return [await db.fetch_one(_KEY_SELECT, idempotency_key, keyid)]
+    rows = await db.fetch(_KEYS_SELECT, [k for k, _ in pairs], [i for _, i in pairs])
+    by_position = {row["i"]: row for row in rows}
+    return [by_position.get(n) for n in range(1, len(pairs) + 1)]
+
+
+# One query in flight per process: the lookups that arrive meanwhile wait for it and go
+# together in the next (docs/performance.md measures what that saves).
+_lookups: Coalescer[tuple[str, str | None], dict[str, Any] | None] = Coalescer(
+    _look_up, max_in_flight=1, max_keys=64
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(encoded: str) -> Ed25519PublicKey:
+    """The key object of a stored public key: parsing it was 1% of a server's CPU. Caching the
+    parse does not cache the key: every request still reads its row, so revocation is at once."""
+    return Ed25519PublicKey.from_public_bytes(b64url_decode(encoded))
