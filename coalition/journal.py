@@ -355,8 +355,25 @@ async def load_partner(partner_id: str) -> dict[str, Any]:
     return row
 
 
-async def load_entry(entry_id: str) -> dict[str, Any] | None:
-    return await db.fetch_one("SELECT * FROM entries WHERE id = {}", entry_id)
+# An entry to reverse: what its reversals took back so far and, for a hold, its state.
+_ENTRY_TO_REVERSE = (
+    "SELECT e.id, e.kind, e.partner_id, e.member_id, e.points,"
+    " (SELECT COALESCE(SUM(r.points), 0) FROM entries r WHERE r.original_id = e.id"
+    " AND r.kind IN ('earn_reversal', 'redemption_reversal')) AS reversed_points,"
+    " h.status AS hold_status, h.captured_points AS hold_captured_points"
+    " FROM entries e LEFT JOIN holds h ON h.id = e.id WHERE e.id = {}"
+)
+
+
+async def lock_entry(entry_id: str) -> dict[str, Any] | None:
+    """An entry to reverse, read with its member locked: ``id``, ``kind``, ``partner_id``,
+    ``member_id``, ``points``, ``reversed_points`` (taken back by its reversals so far) and,
+    for a hold, ``hold_status`` and ``hold_captured_points``. PostgreSQL: one call of
+    ``lock_entry`` (migration 2026-12-03T19). SQLite's write transaction already holds the
+    database lock, so a plain read will do."""
+    if db.is_postgres():
+        return await db.fetch_one("SELECT * FROM lock_entry({})", entry_id)
+    return await db.fetch_one(_ENTRY_TO_REVERSE, entry_id)
 
 
 async def movements_by_lot(where: str, *args: Any) -> list[dict[str, Any]]:
@@ -401,6 +418,32 @@ async def load_hold(hold_id: str) -> dict[str, Any]:
     return row
 
 
+async def lock_hold(hold_id: str) -> tuple[dict[str, Any], list[tuple[LotView, int]]]:
+    """A hold, read with its member locked, and per lot the points it took (negative ``lot``
+    movements): what a capture, void or timeout decides on. PostgreSQL: one call of
+    ``lock_hold`` (migration 2026-12-03T18). SQLite's write transaction already holds the
+    database lock, so plain reads will do."""
+    if not db.is_postgres():
+        hold = await load_hold(hold_id)
+        rows = await movements_by_lot("m.entry_id = {}", hold_id)
+        return hold, [(lot_of(row), int(row["lot_points"])) for row in rows]
+    rows = await db.fetch("SELECT * FROM lock_hold({})", hold_id)
+    if not rows:
+        raise NotFound(f"redemption {hold_id} not found (or not a hold)", redemption_id=hold_id)
+    taken: list[tuple[LotView, int]] = []
+    for r in rows:
+        if r["lot_id"] is not None:  # the lot's expiry is lot_expires_at_us: the hold has one too
+            lot = LotView(
+                r["lot_id"],
+                r["issuer_id"],
+                r["remaining"],
+                r["earned_at_us"],
+                r["lot_expires_at_us"],
+            )
+            taken.append((lot, r["lot_points"]))
+    return rows[0], taken
+
+
 def close_hold(
     writes: Writes, hold_id: str, status: str, captured_points: int, entry_id: str
 ) -> None:
@@ -413,15 +456,6 @@ def close_hold(
         entry_id,
         hold_id,
     )
-
-
-async def reversed_points(transaction_id: str) -> int:
-    row = await db.fetch_one(
-        "SELECT COALESCE(SUM(points), 0) AS points FROM entries"
-        " WHERE original_id = {} AND kind IN ('earn_reversal', 'redemption_reversal')",
-        transaction_id,
-    )
-    return int(row["points"]) if row else 0
 
 
 LOT_OF_ENTRY = (  # index lots_entry

@@ -364,11 +364,9 @@ class Ledger:
         unique ``resolves_hold_id`` backs it.
         """
         now = self.now_us()
-        hold = await journal.load_hold(hold_id)
+        hold, taken = await journal.lock_hold(hold_id)  # read with the member locked
         if cause.partner_id is not None and hold["partner_id"] != cause.partner_id:
             raise Forbidden("this redemption belongs to another partner")
-        await journal.lock_member(hold["member_id"])
-        hold = await journal.load_hold(hold_id)  # re-read under the lock
         if hold["status"] != "held":
             raise HoldStateError(f"hold is already {hold['status']}", status=hold["status"])
         if action != "hold_expiry" and hold["expires_at_us"] <= now:
@@ -386,10 +384,7 @@ class Ledger:
                     hold_points=held,
                 )
         member_id, payee = hold["member_id"], hold["partner_id"]
-        given = [
-            Take(journal.lot_of(row), -int(row["lot_points"]))
-            for row in await journal.movements_by_lot("m.entry_id = {}", hold_id)
-        ]
+        given = [Take(lot, -points) for lot, points in taken]
         released = give_back(given, held - captured)
         released_by_lot = {t.lot.id: t.points for t in released}
         movements = [Movement(t.lot, "release", t.points, 0) for t in released]
@@ -446,15 +441,14 @@ class Ledger:
         """Reverse an earn or a captured redemption, fully or in part, up to the original."""
 
         async def operation() -> Pending[Reversal]:
-            original = await journal.load_entry(transaction_id)
+            original = await journal.lock_entry(transaction_id)  # read with the member locked
             if original is None:
                 raise NotFound(f"transaction {transaction_id} not found")
             if original["partner_id"] != cause.partner_id:
                 raise Forbidden("this transaction belongs to another partner")
             await _partner_may(cause, "earn" if original["kind"] in EARN_KINDS else "redeem")
             member_id = original["member_id"]
-            await journal.lock_member(member_id)
-            reversible = await self._reversible_points(original)
+            reversible = _reversible_points(original)
             wanted = reversible if points is None else points
             if wanted <= 0 or wanted > reversible:
                 raise ReversalExceedsOriginal(
@@ -485,22 +479,6 @@ class Ledger:
             return Pending(reversal, writes)
 
         return await self._run(cause, Reversal, operation)
-
-    async def _reversible_points(self, original: dict[str, Any]) -> int:
-        kind = original["kind"]
-        if kind in EARN_KINDS or kind == "redeem":
-            total = int(original["points"])
-        elif kind == "hold":
-            hold = await journal.load_hold(original["id"])
-            if hold["status"] != "captured":
-                raise HoldStateError(
-                    f"only a captured hold can be reversed; it is {hold['status']}",
-                    status=hold["status"],
-                )
-            total = int(hold["captured_points"])
-        else:
-            raise InvalidInput(f"a {kind} transaction cannot be reversed")
-        return total - await journal.reversed_points(original["id"])
 
     async def _reverse_earn(
         self, writes: journal.Writes, entry: NewEntry, original: dict[str, Any], points: int
@@ -579,6 +557,23 @@ async def _partner_may(cause: Cause, role: str) -> dict[str, Any]:
     if role not in partner["roles"].split(","):
         raise Forbidden(f"partner {partner['id']} does not have the {role} role", role=role)
     return partner
+
+
+def _reversible_points(original: dict[str, Any]) -> int:
+    """What is left to reverse of ``original`` (a row of ``journal.lock_entry``)."""
+    kind = original["kind"]
+    if kind in EARN_KINDS or kind == "redeem":
+        total = int(original["points"])
+    elif kind == "hold":
+        status = original["hold_status"]
+        if status != "captured":
+            raise HoldStateError(
+                f"only a captured hold can be reversed; it is {status}", status=status
+            )
+        total = int(original["hold_captured_points"])
+    else:
+        raise InvalidInput(f"a {kind} transaction cannot be reversed")
+    return total - int(original["reversed_points"])
 
 
 async def _open_debts(member_id: str) -> list[DebtView]:

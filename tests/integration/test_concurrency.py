@@ -164,6 +164,76 @@ async def test_lots_read_with_the_lock_include_the_last_holders_writes(world: Co
         await holder.close()
 
 
+@pytest.mark.skipif(BACKEND != "postgres", reason="the one-call lock and read is PostgreSQL's")
+async def test_a_hold_read_with_the_lock_includes_the_last_holders_writes(
+    world: Coalition,
+) -> None:
+    """A capture, void or timeout locks the hold's member and reads the hold and its lots in
+    one call (``lock_hold``); they must be read after the lock is granted, or a capture queued
+    behind a void would decide on a hold that is no longer held."""
+    member = await world.member(1000)
+    hold, _ = await world.ledger.redeem(
+        world.cause(world.fashion), member_id=member, order_ref="h", points=300, hold=True
+    )
+    holder = await asyncpg.connect(DATABASE_URL)
+    resolved = "UPDATE holds SET status = $2 WHERE id = $1"
+    spent = "UPDATE lots SET remaining = remaining + $2 WHERE member_id = $1"
+
+    async def lock_and_read() -> tuple[dict[str, Any], list[tuple[LotView, int]]]:
+        async with db.write_transaction():
+            return await journal.lock_hold(hold.redemption_id)
+
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
+            await holder.execute(resolved, hold.redemption_id, "voided")
+            await holder.execute(spent, member, -1)
+            waiter = asyncio.create_task(lock_and_read())
+            await until_a_session_waits_on_a_lock(DATABASE_URL)
+        row, taken = await waiter
+        assert (row["id"], row["member_id"], row["status"]) == (
+            hold.redemption_id,
+            member,
+            "voided",
+        )
+        assert [(lot.remaining, points) for lot, points in taken] == [(699, -300)]
+    finally:
+        await holder.execute(resolved, hold.redemption_id, "held")  # for the auditor
+        await holder.execute(spent, member, 1)
+        await holder.close()
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="the one-call lock and read is PostgreSQL's")
+async def test_a_reversal_reads_with_the_lock_the_last_holders_writes(world: Coalition) -> None:
+    """A reversal locks the member and reads the original, what was reversed of it and its
+    hold's state in one call (``lock_entry``); they must be read after the lock is granted."""
+    member = await world.member(1000)
+    hold, _ = await world.ledger.redeem(
+        world.cause(world.fashion), member_id=member, order_ref="h", points=300, hold=True
+    )
+    await world.ledger.capture(world.cause(world.fashion), hold.redemption_id, 200)
+    holder = await asyncpg.connect(DATABASE_URL)
+    resolved = "UPDATE holds SET status = $2 WHERE id = $1"
+
+    async def lock_and_read() -> dict[str, Any] | None:
+        async with db.write_transaction():
+            return await journal.lock_entry(hold.redemption_id)
+
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
+            await holder.execute(resolved, hold.redemption_id, "voided")
+            waiter = asyncio.create_task(lock_and_read())
+            await until_a_session_waits_on_a_lock(DATABASE_URL)
+        row = await waiter
+        assert row is not None
+        assert (row["kind"], row["member_id"], row["hold_status"]) == ("hold", member, "voided")
+        assert (row["hold_captured_points"], row["reversed_points"]) == (200, 0)
+    finally:
+        await holder.execute(resolved, hold.redemption_id, "captured")  # for the auditor
+        await holder.close()
+
+
 @pytest.mark.skipif(BACKEND != "postgres", reason="row locks and the pool are PostgreSQL's")
 async def test_a_hot_members_waiting_writes_hold_one_connection(world: Coalition) -> None:
     """A member's writes take turns in the process before they take a connection: of 25 queued
