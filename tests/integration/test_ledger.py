@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from coalition import db, queries
@@ -309,3 +311,33 @@ async def test_worked_example_from_the_docs(world: Coalition) -> None:
     assert await expire_lots(ledger, "nightly") >= 10
     assert await lots_of(m) == [(world.cafe, 100, 0), (world.fashion, 50, 50)]
     assert await available(world, m) == 50
+
+
+async def test_a_balance_shows_unexpired_lots_by_expiry_and_leaves_out_unswept_ones(
+    world: Coalition,
+) -> None:
+    """One read gives the member and their lots: lots past expiry that the nightly job has
+    not swept count for nothing, the rest are listed by expiry date, and debt is taken off."""
+    member = await world.member()
+    earned = []
+    for partner, points in ((world.cafe, 10), (world.fashion, 20), (world.fuel, 40)):
+        result, _ = await world.ledger.earn(
+            world.cause(partner), member_id=member, order_ref=partner, points=points, reason="r"
+        )
+        earned.append(result)
+        world.clock.advance(days=10)
+    await world.ledger.redeem(
+        world.cause(world.cafe), member_id=member, order_ref="r", points=5
+    )  # from the first lot, the earliest to expire
+    world.clock.at = datetime.fromisoformat(earned[0].expires_at) + timedelta(days=1)
+
+    balance = await queries.balance(member, to_us(world.clock()))
+
+    assert balance.available_points == 20 + 40  # the first lot's 5 left are past expiry
+    assert [(e.points, e.expires_at) for e in balance.expiring] == [
+        (20, earned[1].expires_at),
+        (40, earned[2].expires_at),
+    ]
+    assert (balance.held_points, balance.debt_points, balance.status) == (0, 0, "active")
+    with pytest.raises(NotFound):
+        await queries.balance("mbr_nobody", to_us(world.clock()))
