@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
@@ -33,42 +35,40 @@ class Coalescer(Generic[K, V]):
         self.batch_call = batch_call
         self.max_in_flight = max_in_flight
         self.max_keys = max_keys
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: list[tuple[K, asyncio.Future[V]]] = []
-        self._running = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: _Waiting[K, V] | None = None
         # Batches sent and the calls they answered (tests and the bench read them).
         self.batches = 0
         self.calls = 0
 
     async def __call__(self, key: K) -> V:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # futures belong to one loop (tests run several in turn)
-            self._loop, self._queue, self._running, self._tasks = loop, [], 0, set()
+        waiting = self._waiting
+        if waiting is None or waiting.loop is not loop:  # futures belong to one loop
+            waiting = self._waiting = _Waiting(loop)
         future: asyncio.Future[V] = loop.create_future()
-        self._queue.append((key, future))
-        if self._running < self.max_in_flight:
-            self._running += 1
+        waiting.queue.append((key, future))
+        if waiting.drivers < self.max_in_flight:
             # A fresh context: the batch serves many requests and must not run in the first
             # one's (its transaction, if it had one).
-            task = loop.create_task(self._drive(), context=contextvars.Context())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = loop.create_task(self._drive(waiting), context=contextvars.Context())
+            waiting.drivers += 1
+            waiting.tasks.add(task)
+            task.add_done_callback(waiting.tasks.discard)
         return await future
 
-    async def _drive(self) -> None:
+    async def _drive(self, waiting: _Waiting[K, V]) -> None:
         try:
-            while self._queue:
-                batch = self._queue[: self.max_keys]
-                del self._queue[: self.max_keys]
+            while waiting.queue:
+                batch = waiting.queue[: self.max_keys]
+                del waiting.queue[: self.max_keys]
                 await self._send([(key, f) for key, f in batch if not f.done()])
         except BaseException:  # cancelled (the loop is closing): nobody will send the rest
-            for _, future in self._queue:
+            for _, future in waiting.queue:
                 future.cancel()
-            self._queue.clear()
+            waiting.queue.clear()
             raise
         finally:
-            self._running -= 1
+            waiting.drivers -= 1
 
     async def _send(self, batch: list[tuple[K, asyncio.Future[V]]]) -> None:
         if not batch:
@@ -78,8 +78,8 @@ class Coalescer(Generic[K, V]):
             if len(answers) != len(batch):
                 raise RuntimeError(f"{len(answers)} answers to {len(batch)} calls")
         except Exception as error:
-            for _, future in batch:
-                _settle(future, error)
+            for _, future in batch:  # each its own copy: callers re-raise it concurrently
+                _settle(future, _own_copy(error))
             return
         except BaseException:
             for _, future in batch:
@@ -89,6 +89,26 @@ class Coalescer(Generic[K, V]):
         self.calls += len(batch)
         for (_, future), answer in zip(batch, answers, strict=True):
             _settle(future, answer)
+
+
+@dataclass(eq=False)
+class _Waiting(Generic[K, V]):
+    """One event loop's calls waiting for a batch, and the tasks sending batches."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: list[tuple[K, asyncio.Future[V]]] = field(default_factory=list)
+    drivers: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def _own_copy(error: Exception) -> Exception:
+    """A copy of ``error`` of the same type, so the app still maps it to the same answer."""
+    try:
+        duplicate = copy.copy(error)
+    except Exception:
+        return error
+    duplicate.__cause__ = error.__cause__
+    return duplicate.with_traceback(error.__traceback__)
 
 
 def _settle(future: asyncio.Future[Any], answer: Any) -> None:

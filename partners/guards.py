@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 
 from coalition.clock import Clock
 from partners.coalescing import Coalescer
@@ -91,8 +91,12 @@ class Guards:
         answers = await self._evalsha_all(admissions)
         lost = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
         if lost:  # Redis restarted or flushed its scripts: those did not run; load and rerun
-            await self.redis.script_load(_ADMIT)
-            rerun = await self._evalsha_all([admissions[n] for n in lost])
+            rerun: list[int | Exception]
+            try:
+                await self.redis.script_load(self._admit.script)
+                rerun = await self._evalsha_all([admissions[n] for n in lost])
+            except RedisError as error:  # the others' answers (claims taken) still stand
+                rerun = [error] * len(lost)
             for n, answer in zip(lost, rerun, strict=True):
                 answers[n] = answer
         return answers

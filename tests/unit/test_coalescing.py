@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 
 import pytest
 
@@ -126,3 +127,42 @@ async def test_several_batches_may_be_in_flight() -> None:
     batch.release.set()
     assert (await first, await second) == (2, 4)
     assert batch.batches == [[1], [2]]
+
+
+async def test_callers_of_a_failed_batch_each_get_their_own_copy_of_the_error() -> None:
+    async def broken(keys: list[int]) -> list[int | Exception]:
+        raise ConnectionError("lost", 7)
+
+    coalesce = Coalescer(broken, max_in_flight=1, max_keys=10)
+    first, second = await asyncio.gather(coalesce(1), coalesce(2), return_exceptions=True)
+    assert isinstance(first, ConnectionError) and isinstance(second, ConnectionError)
+    assert first is not second and first.args == second.args == ("lost", 7)
+
+
+def test_each_event_loop_has_its_own_queue() -> None:
+    """A coalescer shared by two running loops (two threads) keeps their calls apart: a batch
+    held in one loop does not hold up the other's calls, and each gets its own answers."""
+    held, gate = threading.Event(), threading.Event()
+
+    async def batch_call(keys: list[int]) -> list[int | Exception]:
+        if keys[0] < 10:  # the first loop's batch: held until the test lets it go
+            held.set()
+            await asyncio.to_thread(gate.wait, 10)
+        return [2 * k for k in keys]
+
+    coalesce = Coalescer(batch_call, max_in_flight=1, max_keys=10)
+    answers: dict[str, list[int]] = {}
+
+    async def calls(*keys: int) -> list[int]:
+        both = asyncio.gather(*(coalesce(k) for k in keys))
+        return list(await asyncio.wait_for(both, timeout=10))  # a guard, not a timing
+
+    first = threading.Thread(target=lambda: answers.update(first=asyncio.run(calls(1, 2))))
+    first.start()
+    try:
+        assert held.wait(10)
+        assert asyncio.run(calls(11, 12)) == [22, 24]
+    finally:
+        gate.set()
+        first.join(10)
+    assert answers["first"] == [2, 4]
