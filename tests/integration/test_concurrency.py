@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 
 from coalition import db, journal, queries
 from coalition.errors import CoalitionError
-from coalition.ledger import LotView, to_us
+from coalition.ledger import to_us
 from tests.conftest import DATABASE_URL
 from tests.databases import BACKEND
 from tests.support import (
@@ -22,6 +22,8 @@ from tests.support import (
     sessions_waiting_on_a_lock,
     until_a_session_waits_on_a_lock,
 )
+
+T = TypeVar("T")
 
 
 async def outcomes(calls: Sequence[Awaitable[Any]]) -> tuple[list[Any], Counter[str]]:
@@ -137,31 +139,63 @@ async def test_racing_captures_and_voids_resolve_a_hold_once(world: Coalition) -
     assert len(rows) == 1
 
 
+Statement = tuple[str, tuple[Any, ...]]
+
+
+async def behind_a_writer(
+    member: str, writes: Sequence[Statement], read: Callable[[], Awaitable[T]]
+) -> T:
+    """``read`` in a write transaction, started while another connection holds ``member``'s
+    row lock and has made ``writes``; that connection commits once ``read`` waits for the
+    lock. The one-call lock-and-read functions must return what it committed."""
+    holder = await asyncpg.connect(DATABASE_URL)
+
+    async def in_a_transaction() -> T:
+        async with db.write_transaction():
+            return await read()
+
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
+            for sql, args in writes:
+                await holder.execute(sql, *args)
+            waiter = asyncio.create_task(in_a_transaction())
+            await until_a_session_waits_on_a_lock(DATABASE_URL)
+        return await waiter
+    finally:
+        await holder.close()
+
+
+async def put_back(*writes: Statement) -> None:
+    """Undo a test's direct writes, so the auditor sees a consistent ledger."""
+    connection = await asyncpg.connect(DATABASE_URL)
+    try:
+        for sql, args in writes:
+            await connection.execute(sql, *args)
+    finally:
+        await connection.close()
+
+
+SPEND = "UPDATE lots SET remaining = remaining + $2 WHERE member_id = $1"
+SET_HOLD_STATUS = "UPDATE holds SET status = $2 WHERE id = $1"
+
+
 @pytest.mark.skipif(BACKEND != "postgres", reason="the one-call lock and read is PostgreSQL's")
 async def test_lots_read_with_the_lock_include_the_last_holders_writes(world: Coalition) -> None:
     """The member lock and the member's lots come in one call (``lock_member_lots``); the lots
     must still be read after the lock is granted, or a redemption queued behind another would
     decide on points the other one has just spent."""
     member = await world.member(1000)
-    holder = await asyncpg.connect(DATABASE_URL)
-    spent = "UPDATE lots SET remaining = remaining + $2 WHERE member_id = $1"
-
-    async def lock_and_read() -> tuple[dict[str, Any], list[LotView]]:
-        async with db.write_transaction():
-            return await journal.lock_member_with_lots(member, to_us(world.clock()))
-
     try:
-        async with holder.transaction():
-            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
-            await holder.execute(spent, member, -400)
-            waiter = asyncio.create_task(lock_and_read())
-            await until_a_session_waits_on_a_lock(DATABASE_URL)
-        row, lots = await waiter
+        row, lots = await behind_a_writer(
+            member,
+            [(SPEND, (member, -400))],
+            lambda: journal.lock_member_with_lots(member, to_us(world.clock())),
+        )
         assert row["id"] == member
         assert [lot.remaining for lot in lots] == [600]
     finally:
-        await holder.execute(spent, member, 400)  # as it was, for the auditor
-        await holder.close()
+        await put_back((SPEND, (member, 400)))
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="the one-call lock and read is PostgreSQL's")
@@ -175,32 +209,17 @@ async def test_a_hold_read_with_the_lock_includes_the_last_holders_writes(
     hold, _ = await world.ledger.redeem(
         world.cause(world.fashion), member_id=member, order_ref="h", points=300, hold=True
     )
-    holder = await asyncpg.connect(DATABASE_URL)
-    resolved = "UPDATE holds SET status = $2 WHERE id = $1"
-    spent = "UPDATE lots SET remaining = remaining + $2 WHERE member_id = $1"
-
-    async def lock_and_read() -> tuple[dict[str, Any], list[tuple[LotView, int]]]:
-        async with db.write_transaction():
-            return await journal.lock_hold(hold.redemption_id)
-
+    hold_id = hold.redemption_id
     try:
-        async with holder.transaction():
-            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
-            await holder.execute(resolved, hold.redemption_id, "voided")
-            await holder.execute(spent, member, -1)
-            waiter = asyncio.create_task(lock_and_read())
-            await until_a_session_waits_on_a_lock(DATABASE_URL)
-        row, taken = await waiter
-        assert (row["id"], row["member_id"], row["status"]) == (
-            hold.redemption_id,
+        row, taken = await behind_a_writer(
             member,
-            "voided",
+            [(SET_HOLD_STATUS, (hold_id, "voided")), (SPEND, (member, -1))],
+            lambda: journal.lock_hold(hold_id),
         )
+        assert (row["id"], row["member_id"], row["status"]) == (hold_id, member, "voided")
         assert [(lot.remaining, points) for lot, points in taken] == [(699, -300)]
     finally:
-        await holder.execute(resolved, hold.redemption_id, "held")  # for the auditor
-        await holder.execute(spent, member, 1)
-        await holder.close()
+        await put_back((SET_HOLD_STATUS, (hold_id, "held")), (SPEND, (member, 1)))
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="the one-call lock and read is PostgreSQL's")
@@ -211,27 +230,17 @@ async def test_a_reversal_reads_with_the_lock_the_last_holders_writes(world: Coa
     hold, _ = await world.ledger.redeem(
         world.cause(world.fashion), member_id=member, order_ref="h", points=300, hold=True
     )
-    await world.ledger.capture(world.cause(world.fashion), hold.redemption_id, 200)
-    holder = await asyncpg.connect(DATABASE_URL)
-    resolved = "UPDATE holds SET status = $2 WHERE id = $1"
-
-    async def lock_and_read() -> dict[str, Any] | None:
-        async with db.write_transaction():
-            return await journal.lock_entry(hold.redemption_id)
-
+    hold_id = hold.redemption_id
+    await world.ledger.capture(world.cause(world.fashion), hold_id, 200)
     try:
-        async with holder.transaction():
-            await holder.execute("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", member)
-            await holder.execute(resolved, hold.redemption_id, "voided")
-            waiter = asyncio.create_task(lock_and_read())
-            await until_a_session_waits_on_a_lock(DATABASE_URL)
-        row = await waiter
+        row = await behind_a_writer(
+            member, [(SET_HOLD_STATUS, (hold_id, "voided"))], lambda: journal.lock_entry(hold_id)
+        )
         assert row is not None
         assert (row["kind"], row["member_id"], row["hold_status"]) == ("hold", member, "voided")
         assert (row["hold_captured_points"], row["reversed_points"]) == (200, 0)
     finally:
-        await holder.execute(resolved, hold.redemption_id, "captured")  # for the auditor
-        await holder.close()
+        await put_back((SET_HOLD_STATUS, (hold_id, "captured")))
 
 
 @pytest.mark.skipif(BACKEND != "postgres", reason="row locks and the pool are PostgreSQL's")
