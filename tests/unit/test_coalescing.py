@@ -123,7 +123,8 @@ async def test_several_batches_may_be_in_flight() -> None:
     await batch.started.wait()
     batch.started.clear()
     second = asyncio.create_task(coalesce(2))
-    await batch.started.wait()  # a second batch started while the first is held
+    # A second batch starts while the first is held; were it queued, this fails, not hangs.
+    await asyncio.wait_for(batch.started.wait(), timeout=10)
     batch.release.set()
     assert (await first, await second) == (2, 4)
     assert batch.batches == [[1], [2]]
