@@ -182,11 +182,24 @@ def for_update() -> str:
     return " FOR UPDATE" if is_postgres() else ""
 
 
-async def start(pool_max_size: int = 20) -> None:
+# The partner API's connections plan each prepared statement once (a generic plan) and reuse
+# the plan on every call: its statements are short and keyed, and one plan serves them all.
+# PostgreSQL's default (auto) plans the first five calls of each statement afresh, and every
+# call of one whose plan for the actual values looks cheaper (as for arrays of known length).
+# The write statements' text varies with what a batch holds, so most of their calls were among
+# their first five: the API spent a fifth of PostgreSQL's CPU planning (docs/performance.md).
+GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+
+
+async def start(pool_max_size: int = 20, server_settings: dict[str, str] | None = None) -> None:
+    """Start the connection pool; ``server_settings`` are its connections' PostgreSQL settings."""
     db = engine()
     if isinstance(db, PostgresEngine):
         await db.start_connection_pool(
-            min_size=1, max_size=pool_max_size, reset=_keep_session_state
+            min_size=1,
+            max_size=pool_max_size,
+            reset=_keep_session_state,
+            server_settings=server_settings or {},
         )
 
 

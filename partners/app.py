@@ -184,7 +184,7 @@ def create_app(
 
     async def start() -> None:
         if own_database:
-            await db.start(settings.db_pool_max_size)
+            await db.start(settings.db_pool_max_size, db.GENERIC_PLANS)
 
     async def stop() -> None:
         if own_database:

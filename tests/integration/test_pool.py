@@ -1,4 +1,5 @@
-"""How connections go back to the PostgreSQL pool: no reset round trip, transactions still end."""
+"""The PostgreSQL pool: no reset round trip as connections go back, transactions still end,
+and the API's connections plan each statement once."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import secrets
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from coalition import db
+from partners.app import create_app
 from tests.conftest import DATABASE_URL
 from tests.databases import BACKEND
+from tests.integration.api_support import api_settings
 
 pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="the pool is PostgreSQL's")
 
@@ -45,3 +49,28 @@ async def test_a_transaction_left_open_is_rolled_back_on_release() -> None:
         await connection.execute("SELECT id FROM members LIMIT 1 FOR UPDATE")
     states = [b["state"] for b in await _backends()]
     assert "idle in transaction" not in states, states
+
+
+async def test_the_apis_connections_plan_each_statement_once() -> None:
+    """The API's pool reuses one generic plan per prepared statement from its first call;
+    PostgreSQL's default plans the first five calls of every statement afresh."""
+    await db.stop()  # the test session's pool: the app opens its own
+    try:
+        settings = api_settings(DATABASE_URL)
+        app = create_app(settings, redis=Redis.from_url(settings.redis_url))
+        async with app.lifespan():  # the app's startup and shutdown, in this event loop
+            pool = db.engine().pool  # type: ignore[attr-defined]
+            query = f"SELECT id FROM members WHERE id = $1 -- {secrets.token_hex(4)}"
+            async with pool.acquire() as connection:
+                for _ in range(3):
+                    await connection.fetch(query, "nobody")
+                plans = await connection.fetchrow(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement = $1",
+                    query,
+                )
+                mode = await connection.fetchval("SHOW plan_cache_mode")
+        assert mode == "force_generic_plan"
+        assert (plans["generic_plans"], plans["custom_plans"]) == (3, 0)
+    finally:
+        await db.start()
