@@ -135,6 +135,53 @@ def api_section(out: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cost_row(what: str, clients: Any, p: dict[str, Any]) -> str:
+    cost = p.get("cpu_us_per_request") or {}
+    parts = [cost.get(k) for k in ("machine_busy", "server", "postgres", "client")]
+    return f"| {what} | {clients} | " + " | ".join(_n(v) for v in parts) + " |"
+
+
+def cost_section(out: dict[str, Any]) -> list[str]:
+    """Machine time per request of the API and of both ceilings, and the bound they set: a
+    request that did (a)'s work and (b)'s and nothing else would cost their sum."""
+    api, bare = out["api"], out.get("bare", {})
+    raw: dict[str, Any] = next(iter(out.get("raw_ledger", {}).values()), {})
+    if not bare or not raw:
+        return []
+    lines = [
+        "Machine time per request (CPU µs of every process on the box, measured by phase):",
+        "",
+        "| what | clients | machine | server | PostgreSQL | load generator |",
+        "|---|---|---|---|---|---|",
+    ]
+    bounds = []
+    for variant, phases in api["phases"].items():
+        for clients, p in phases.items():
+            lines.append(_cost_row(f"API mix ({variant})", clients, p))
+            a = bare.get(variant, {}).get(clients)
+            b = raw.get(clients, {}).get("random")
+            ratio = out.get("ratios", {}).get(f"{variant}/c{clients}")
+            if a is None or b is None or ratio is None:
+                continue
+            lines.append(_cost_row(f"(a) bare Litestar + verify ({variant})", clients, a))
+            lines.append(_cost_row("(b) raw ledger tx, random member", clients, b))
+            a_us = a["cpu_us_per_request"]["machine_busy"]
+            b_us = b["cpu_us_per_request"]["machine_busy"]
+            cores = p.get("cpu_cores", {}).get("cores") or os.cpu_count() or 1
+            bound = cores * 1e6 / (a_us + b_us)
+            share = ratio["api_ledger_writes_per_s"] / ratio["api_requests_per_s"]
+            writes_vs_b = round(bound * share / b["tx_per_s"], 3)
+            reached = round(ratio["api_requests_per_s"] / bound, 2)
+            bounds.append(
+                f"{clients} clients: {cores} cores / ({_n(a_us)} + {_n(b_us)}) µs ="
+                f" {_n(round(bound, 1))} req/s, writes {_n(writes_vs_b)}x (b); the API"
+                f" reached {_n(reached)} of it"
+            )
+    if bounds:
+        lines += ["", "The bound of (a) + (b): " + "; ".join(bounds) + "."]
+    return lines
+
+
 def settlement_section(runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "| postings (day / history) | partners | load s | prepare s | sign s | settle s"
@@ -167,7 +214,10 @@ def render(db: str, api: list[Path], settlement: list[Path], commands: list[str]
         "",
     ]
     for path in api:
-        lines += [*api_section(json.loads(path.read_text())), ""]
+        out = json.loads(path.read_text())
+        lines += [*api_section(out), ""]
+        if cost := cost_section(out):
+            lines += [*cost, ""]
     runs = [r for path in settlement for r in json.loads(path.read_text())]
     if runs:
         lines += [*settlement_section(runs), ""]
