@@ -71,6 +71,7 @@ async def test_the_apis_connections_plan_each_statement_once() -> None:
                 )
                 mode = await connection.fetchval("SHOW plan_cache_mode")
         assert mode == "force_generic_plan"
+        assert plans is not None
         assert (plans["generic_plans"], plans["custom_plans"]) == (3, 0)
     finally:
         await db.start()
